@@ -1,0 +1,441 @@
+/* conv.c — Conv2d and ConvTranspose2d on oneDNN, in all three directions.
+ *
+ * Matches torch.nn.functional.conv2d / conv_transpose2d (stride, per-side padding, groups,
+ * output_padding; no dilation). Activations are NHWC and handed to oneDNN as they are; weights
+ * are kept in bokehlab's layout and reordered per direction into the kernel's blocked layout
+ * through the weight cache (once per optimizer step for parameters). Bias, ReLU/LeakyReLU and a
+ * residual sum are fused into the forward kernel as post-ops (the residual is first copied into
+ * the output, then accumulated by a "sum" post-op); transposed convs take no post-ops because
+ * oneDNN 2.6 applies them with reference code there.
+ *
+ * One plan per geometry holds every primitive of that geometry, created on first use:
+ * forward variants (bias, activation, residual), backward data, backward weights with and
+ * without bias. The direct algorithm is used; where a later per-layer choice (Winograd) plugs
+ * in is described in docs/ARCHITECTURE.md.
+ *
+ * Differentiation: fwd, bwd_data and bwd_weights of one geometry are closed under
+ * differentiation (each one's backward is made of the other two), so any order of gradient is
+ * again a convolution of the same geometry.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dnnl_prim.h"
+#include "core/kernels.h"
+#include "core/op_backward.h"
+#include "core/ops.h"
+#include "core/weight_cache.h"
+
+enum { MAX_FWD_VARIANTS = 8 };
+
+typedef struct conv_key {
+    uint32_t tag; /* "CONV": keeps conv plans apart from other plans in ctx->prims */
+    uint32_t pad_;
+    bk_conv_geom g;
+} conv_key;
+
+typedef struct fwd_variant {
+    bool made;
+    bool bias, sum;
+    bk_act act;
+    bk_prim prim;
+    const dnnl_memory_desc_t *w_md; /* weights layout this primitive wants */
+} fwd_variant;
+
+typedef struct conv_plan {
+    bk_conv_geom g;
+    dnnl_memory_desc_t x_md, y_md;   /* NHWC activations */
+    dnnl_memory_desc_t w_user_md;    /* bokehlab's weight storage, described by strides */
+    dnnl_memory_desc_t w_any_md;     /* same dims, layout left to oneDNN */
+    dnnl_memory_desc_t b_md;
+    fwd_variant fwd[MAX_FWD_VARIANTS];
+    bool bwd_data_made;
+    bk_prim bwd_data;
+    const dnnl_memory_desc_t *bwd_data_w_md;
+    bool bwd_w_made[2];              /* [0] without, [1] with diff_bias */
+    bk_prim bwd_w[2];
+    const dnnl_memory_desc_t *bwd_w_md[2];
+} conv_plan;
+
+typedef union op_desc {
+    dnnl_convolution_desc_t conv;
+    dnnl_deconvolution_desc_t deconv;
+} op_desc;
+
+/* ---------------------------------------------------------------- geometry */
+
+bk_shape bk_conv_weight_shape(const bk_conv_geom *g) {
+    if (g->transposed) return (bk_shape){g->ic, g->oc / g->groups, g->kh, g->kw};
+    return (bk_shape){g->oc, g->ic / g->groups, g->kh, g->kw};
+}
+
+bk_conv_geom bk_conv_geom_make(bk_shape x, bk_shape w, bk_conv_opts o, int transposed) {
+    bk_conv_geom g;
+    memset(&g, 0, sizeof g); /* the geometry is a cache key: no stray bytes */
+    int groups = o.groups > 0 ? o.groups : 1;
+    BK_CHECK(o.stride_h >= 1 && o.stride_w >= 1, "conv stride %dx%d", o.stride_h, o.stride_w);
+    BK_CHECK(o.pad_t >= 0 && o.pad_l >= 0 && o.pad_b >= 0 && o.pad_r >= 0, "negative padding");
+    g.n = x.n;
+    g.ic = x.c;
+    g.ih = x.h;
+    g.iw = x.w;
+    g.kh = (int32_t)w.h;
+    g.kw = (int32_t)w.w;
+    g.sh = o.stride_h;
+    g.sw = o.stride_w;
+    g.pt = o.pad_t;
+    g.pl = o.pad_l;
+    g.pb = o.pad_b;
+    g.pr = o.pad_r;
+    g.groups = groups;
+    g.transposed = transposed;
+    if (!transposed) {
+        BK_CHECK(w.c * groups == x.c && w.n % groups == 0,
+                 "conv2d: weights %lldx%lldx%lldx%lld do not fit %lld input channels in %d groups",
+                 (long long)w.n, (long long)w.c, (long long)w.h, (long long)w.w, (long long)x.c,
+                 groups);
+        BK_CHECK(o.out_pad_h == 0 && o.out_pad_w == 0, "output_padding on a forward conv");
+        int64_t sh = x.h + g.pt + g.pb - g.kh, sw = x.w + g.pl + g.pr - g.kw;
+        BK_CHECK(sh >= 0 && sw >= 0, "conv2d: kernel %dx%d larger than padded input %lldx%lld",
+                 g.kh, g.kw, (long long)(x.h + g.pt + g.pb), (long long)(x.w + g.pl + g.pr));
+        g.oc = w.n;
+        g.oh = sh / g.sh + 1;
+        g.ow = sw / g.sw + 1;
+    } else {
+        BK_CHECK(w.n == x.c && x.c % groups == 0,
+                 "conv_transpose2d: weights %lldx%lldx%lldx%lld for %lld input channels in %d groups",
+                 (long long)w.n, (long long)w.c, (long long)w.h, (long long)w.w, (long long)x.c,
+                 groups);
+        BK_CHECK(o.out_pad_h >= 0 && o.out_pad_w >= 0 && o.out_pad_h < g.sh && o.out_pad_w < g.sw,
+                 "output_padding must be smaller than the stride");
+        g.oc = w.c * groups;
+        g.oh = (x.h - 1) * g.sh - g.pt - g.pb + g.kh + o.out_pad_h;
+        g.ow = (x.w - 1) * g.sw - g.pl - g.pr + g.kw + o.out_pad_w;
+        /* oneDNN derives the output size from padding_r: output_padding is padding taken back */
+        g.pb -= o.out_pad_h;
+        g.pr -= o.out_pad_w;
+        BK_CHECK(g.oh > 0 && g.ow > 0, "conv_transpose2d: empty output");
+    }
+    return g;
+}
+
+static bk_shape in_shape(const bk_conv_geom *g) { return (bk_shape){g->n, g->ic, g->ih, g->iw}; }
+static bk_shape out_shape(const bk_conv_geom *g) { return (bk_shape){g->n, g->oc, g->oh, g->ow}; }
+
+/* ---------------------------------------------------------------- plans */
+
+/* Describes bokehlab's storage of the weights (PyTorch shape, NHWC order) in oneDNN's dims:
+ * conv {O,I,kh,kw} or {G,O/G,I/G,kh,kw}; deconv the same dims, stored as I,kh,kw,O/G. */
+static void weight_mds(const bk_conv_geom *g, dnnl_memory_desc_t *user, dnnl_memory_desc_t *any) {
+    int64_t G = g->groups, ocg = g->oc / G, icg = g->ic / G, kh = g->kh, kw = g->kw;
+    dnnl_dims_t dims, strides;
+    int nd;
+    if (G == 1) {
+        nd = 4;
+        int64_t d[4] = {g->oc, g->ic, kh, kw};
+        int64_t s_conv[4] = {kh * kw * icg, 1, kw * icg, icg};
+        int64_t s_deconv[4] = {1, kh * kw * ocg, kw * ocg, ocg};
+        memcpy(dims, d, sizeof d);
+        memcpy(strides, g->transposed ? s_deconv : s_conv, sizeof d);
+    } else {
+        nd = 5;
+        int64_t d[5] = {G, ocg, icg, kh, kw};
+        int64_t s_conv[5] = {ocg * kh * kw * icg, kh * kw * icg, 1, kw * icg, icg};
+        int64_t s_deconv[5] = {icg * kh * kw * ocg, 1, kh * kw * ocg, kw * ocg, ocg};
+        memcpy(dims, d, sizeof d);
+        memcpy(strides, g->transposed ? s_deconv : s_conv, sizeof d);
+    }
+    BK_DNNL(dnnl_memory_desc_init_by_strides(user, nd, dims, dnnl_f32, strides));
+    BK_DNNL(dnnl_memory_desc_init_by_tag(any, nd, dims, dnnl_f32, dnnl_format_tag_any));
+}
+
+static void plan_free(void *v) {
+    conv_plan *pl = v;
+    for (int i = 0; i < MAX_FWD_VARIANTS; i++)
+        if (pl->fwd[i].made) bk_prim_destroy(&pl->fwd[i].prim);
+    if (pl->bwd_data_made) bk_prim_destroy(&pl->bwd_data);
+    for (int i = 0; i < 2; i++)
+        if (pl->bwd_w_made[i]) bk_prim_destroy(&pl->bwd_w[i]);
+    free(pl);
+}
+
+static conv_plan *get_plan(bk_ctx *ctx, const bk_conv_geom *g) {
+    conv_key key;
+    memset(&key, 0, sizeof key);
+    key.tag = 0x434f4e56; /* "CONV" */
+    key.g = *g;
+    conv_plan *pl = bk_cache_get(ctx->prims, &key, sizeof key);
+    if (pl) return pl;
+    pl = calloc(1, sizeof *pl);
+    BK_CHECK(pl, "out of memory");
+    pl->g = *g;
+    bk_md_nhwc(&pl->x_md, in_shape(g));
+    bk_md_nhwc(&pl->y_md, out_shape(g));
+    weight_mds(g, &pl->w_user_md, &pl->w_any_md);
+    dnnl_dims_t bd = {g->oc};
+    BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->b_md, 1, bd, dnnl_f32, dnnl_x));
+    bk_cache_put(ctx->prims, &key, sizeof key, pl, plan_free);
+    return pl;
+}
+
+static const char *describe(const bk_conv_geom *g, const char *dir, char *buf, size_t len) {
+    snprintf(buf, len, "%s %s %lldx%lldx%lldx%lld -> %lld k%dx%d s%dx%d p%d,%d,%d,%d g%d",
+             g->transposed ? "conv_transpose2d" : "conv2d", dir, (long long)g->n,
+             (long long)g->ic, (long long)g->ih, (long long)g->iw, (long long)g->oc, g->kh,
+             g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr, g->groups);
+    return buf;
+}
+
+/* Fills `d` for direction 0 fwd, 1 bwd_data, 2 bwd_weights. */
+static void init_desc(const conv_plan *pl, int dir, bool bias, op_desc *d) {
+    const bk_conv_geom *g = &pl->g;
+    dnnl_dims_t strides = {g->sh, g->sw}, pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
+    const dnnl_memory_desc_t *b = bias ? &pl->b_md : NULL;
+    if (!g->transposed) {
+        dnnl_alg_kind_t alg = dnnl_convolution_direct;
+        if (dir == 0)
+            BK_DNNL(dnnl_convolution_forward_desc_init(&d->conv, dnnl_forward_training, alg,
+                                                       &pl->x_md, &pl->w_any_md, b, &pl->y_md,
+                                                       strides, pad_l, pad_r));
+        else if (dir == 1)
+            BK_DNNL(dnnl_convolution_backward_data_desc_init(&d->conv, alg, &pl->x_md,
+                                                             &pl->w_any_md, &pl->y_md, strides,
+                                                             pad_l, pad_r));
+        else
+            BK_DNNL(dnnl_convolution_backward_weights_desc_init(&d->conv, alg, &pl->x_md,
+                                                                &pl->w_any_md, b, &pl->y_md,
+                                                                strides, pad_l, pad_r));
+    } else {
+        dnnl_alg_kind_t alg = dnnl_deconvolution_direct;
+        if (dir == 0)
+            BK_DNNL(dnnl_deconvolution_forward_desc_init(&d->deconv, dnnl_forward_training, alg,
+                                                         &pl->x_md, &pl->w_any_md, b, &pl->y_md,
+                                                         strides, pad_l, pad_r));
+        else if (dir == 1)
+            BK_DNNL(dnnl_deconvolution_backward_data_desc_init(&d->deconv, alg, &pl->x_md,
+                                                               &pl->w_any_md, &pl->y_md, strides,
+                                                               pad_l, pad_r));
+        else
+            BK_DNNL(dnnl_deconvolution_backward_weights_desc_init(&d->deconv, alg, &pl->x_md,
+                                                                  &pl->w_any_md, b, &pl->y_md,
+                                                                  strides, pad_l, pad_r));
+    }
+}
+
+static void make_or_die(bk_ctx *ctx, bk_prim *p, const op_desc *d, const_dnnl_post_ops_t po,
+                        const_dnnl_primitive_desc_t hint, const char *what) {
+    if (!bk_prim_create(ctx, p, d, po, hint, what))
+        bk_panic(__FILE__, __LINE__, "oneDNN has no implementation for %s", what);
+}
+
+static fwd_variant *get_fwd(bk_ctx *ctx, conv_plan *pl, bool bias, bk_act act, bool sum) {
+    for (int i = 0; i < MAX_FWD_VARIANTS; i++) {
+        fwd_variant *v = &pl->fwd[i];
+        if (v->made && v->bias == bias && v->sum == sum && v->act.kind == act.kind &&
+            v->act.alpha == act.alpha)
+            return v;
+    }
+    fwd_variant *v = NULL;
+    for (int i = 0; i < MAX_FWD_VARIANTS && !v; i++)
+        if (!pl->fwd[i].made) v = &pl->fwd[i];
+    BK_CHECK(v, "more than %d forward variants of one convolution", MAX_FWD_VARIANTS);
+    BK_CHECK(!pl->g.transposed || (act.kind == BK_ACT_NONE && !sum),
+             "post-ops on a transposed convolution");
+    char what[160];
+    describe(&pl->g, "forward", what, sizeof what);
+    op_desc d;
+    init_desc(pl, 0, bias, &d);
+    dnnl_post_ops_t po = NULL;
+    if (sum || act.kind != BK_ACT_NONE) {
+        BK_DNNL(dnnl_post_ops_create(&po));
+        if (sum) BK_DNNL(dnnl_post_ops_append_sum(po, 1.0f));
+        if (act.kind == BK_ACT_RELU)
+            BK_DNNL(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, act.alpha, 0.0f));
+    }
+    make_or_die(ctx, &v->prim, &d, po, NULL, what);
+    if (po) dnnl_post_ops_destroy(po);
+    bk_prim_arg(ctx, &v->prim, DNNL_ARG_SRC);
+    v->w_md = bk_prim_arg(ctx, &v->prim, DNNL_ARG_WEIGHTS);
+    if (bias) bk_prim_arg(ctx, &v->prim, DNNL_ARG_BIAS);
+    bk_prim_arg(ctx, &v->prim, DNNL_ARG_DST);
+    v->made = true;
+    v->bias = bias;
+    v->sum = sum;
+    v->act = act;
+    return v;
+}
+
+static bk_prim *get_bwd_data(bk_ctx *ctx, conv_plan *pl) {
+    if (pl->bwd_data_made) return &pl->bwd_data;
+    fwd_variant *hint = get_fwd(ctx, pl, false, bk_act_none(), false);
+    char what[160];
+    describe(&pl->g, "backward data", what, sizeof what);
+    op_desc d;
+    init_desc(pl, 1, false, &d);
+    make_or_die(ctx, &pl->bwd_data, &d, NULL, hint->prim.pd, what);
+    bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_DIFF_DST);
+    pl->bwd_data_w_md = bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_WEIGHTS);
+    bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_DIFF_SRC);
+    pl->bwd_data_made = true;
+    return &pl->bwd_data;
+}
+
+static bk_prim *get_bwd_weights(bk_ctx *ctx, conv_plan *pl, bool bias) {
+    if (pl->bwd_w_made[bias]) return &pl->bwd_w[bias];
+    fwd_variant *hint = get_fwd(ctx, pl, bias, bk_act_none(), false);
+    char what[160];
+    describe(&pl->g, bias ? "backward weights+bias" : "backward weights", what, sizeof what);
+    op_desc d;
+    init_desc(pl, 2, bias, &d);
+    bk_prim *p = &pl->bwd_w[bias];
+    make_or_die(ctx, p, &d, NULL, hint->prim.pd, what);
+    bk_prim_arg(ctx, p, DNNL_ARG_SRC);
+    bk_prim_arg(ctx, p, DNNL_ARG_DIFF_DST);
+    pl->bwd_w_md[bias] = bk_prim_arg(ctx, p, DNNL_ARG_DIFF_WEIGHTS);
+    if (bias) bk_prim_arg(ctx, p, DNNL_ARG_DIFF_BIAS);
+    pl->bwd_w_made[bias] = true;
+    return p;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static void check_shape(const bk_tensor *t, bk_shape want, const char *what,
+                        const bk_conv_geom *g) {
+    char a[64], b[64], d[160];
+    BK_CHECK(bk_shape_eq(bk_shape_of(t), want), "%s: %s has shape %s, expected %s",
+             describe(g, "", d, sizeof d), what, bk_shape_str(bk_shape_of(t), a),
+             bk_shape_str(want, b));
+}
+
+bk_tensor *bk_conv_fwd(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,
+                       const bk_conv_geom *g, bk_act act, bk_tensor *residual) {
+    check_shape(x, in_shape(g), "input", g);
+    check_shape(w, bk_conv_weight_shape(g), "weights", g);
+    if (b) check_shape(b, (bk_shape){1, g->oc, 1, 1}, "bias", g);
+    if (residual) check_shape(residual, out_shape(g), "residual", g);
+    conv_plan *pl = get_plan(ctx, g);
+    fwd_variant *v = get_fwd(ctx, pl, b != NULL, act, residual != NULL);
+    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, v->w_md);
+    bk_tensor *y = bk_tensor_new(ctx, out_shape(g));
+    if (residual) bk_kernel_copy(y->data, residual->data, bk_numel(y));
+    const void *data[4];
+    int k = 0;
+    data[k++] = x->data;
+    data[k++] = wd;
+    if (b) data[k++] = b->data;
+    data[k++] = y->data;
+    bk_prim_run(ctx, &v->prim, data);
+
+    y->op = BK_OP_CONV;
+    y->src[0] = x;
+    y->src[1] = w;
+    y->src[2] = b;
+    y->src[3] = residual;
+    y->p.conv.g = *g;
+    y->p.conv.act = act;
+    bk_record(ctx, y);
+    return y;
+}
+
+bk_tensor *bk_conv_bwd_data(bk_ctx *ctx, bk_tensor *gy, bk_tensor *w, const bk_conv_geom *g) {
+    check_shape(gy, out_shape(g), "output gradient", g);
+    check_shape(w, bk_conv_weight_shape(g), "weights", g);
+    conv_plan *pl = get_plan(ctx, g);
+    bk_prim *p = get_bwd_data(ctx, pl);
+    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, pl->bwd_data_w_md);
+    bk_tensor *gx = bk_tensor_new(ctx, in_shape(g));
+    const void *data[3] = {gy->data, wd, gx->data};
+    bk_prim_run(ctx, p, data);
+
+    gx->op = BK_OP_CONV_BWD_DATA;
+    gx->src[0] = gy;
+    gx->src[1] = w;
+    gx->p.conv.g = *g;
+    bk_record(ctx, gx);
+    return gx;
+}
+
+/* Runs backward weights into gw (bokehlab layout) and optionally gb. */
+static void run_bwd_weights(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_conv_geom *g,
+                            bk_tensor *gw, bk_tensor *gb) {
+    check_shape(x, in_shape(g), "input", g);
+    check_shape(gy, out_shape(g), "output gradient", g);
+    conv_plan *pl = get_plan(ctx, g);
+    bool bias = gb != NULL;
+    bk_prim *p = get_bwd_weights(ctx, pl, bias);
+    const dnnl_memory_desc_t *md = pl->bwd_w_md[bias];
+    bool direct = dnnl_memory_desc_equal(md, &pl->w_user_md);
+    float *dw = direct ? gw->data : bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(md));
+    const void *data[4] = {x->data, gy->data, dw, bias ? gb->data : NULL};
+    bk_prim_run(ctx, p, data);
+    if (!direct) bk_reorder(ctx, md, dw, &pl->w_user_md, gw->data);
+}
+
+bk_tensor *bk_conv_bwd_weights(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_conv_geom *g) {
+    bk_tensor *gw = bk_tensor_new(ctx, bk_conv_weight_shape(g));
+    run_bwd_weights(ctx, x, gy, g, gw, NULL);
+    gw->op = BK_OP_CONV_BWD_WEIGHTS;
+    gw->src[0] = x;
+    gw->src[1] = gy;
+    gw->p.conv.g = *g;
+    bk_record(ctx, gw);
+    return gw;
+}
+
+void bk_conv_bwd_weights_bias(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_conv_geom *g,
+                              bk_tensor **gw, bk_tensor **gb) {
+    if (bk_would_record(ctx, x, gy) || !gw || !gb) {
+        /* recorded: two nodes, so each can be differentiated on its own */
+        if (gw) *gw = bk_conv_bwd_weights(ctx, x, gy, g);
+        if (gb) *gb = bk_sum_to(ctx, gy, (bk_shape){1, g->oc, 1, 1});
+        return;
+    }
+    *gw = bk_tensor_new(ctx, bk_conv_weight_shape(g));
+    *gb = bk_tensor_new(ctx, (bk_shape){1, g->oc, 1, 1});
+    (*gb)->ndim = 1;
+    run_bwd_weights(ctx, x, gy, g, *gw, *gb);
+}
+
+bk_tensor *bk_conv2d(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_opts o,
+                     bk_act act, bk_tensor *residual) {
+    bk_conv_geom g = bk_conv_geom_make(bk_shape_of(x), bk_shape_of(w), o, 0);
+    return bk_conv_fwd(ctx, x, w, b, &g, act, residual);
+}
+
+bk_tensor *bk_conv_transpose2d(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,
+                               bk_conv_opts o) {
+    bk_conv_geom g = bk_conv_geom_make(bk_shape_of(x), bk_shape_of(w), o, 1);
+    return bk_conv_fwd(ctx, x, w, b, &g, bk_act_none(), NULL);
+}
+
+/* ---------------------------------------------------------------- backward rules */
+
+/* y = act(conv(x, w) + b + r):  gz = act'(gy) from y;  gx = bwd_data(gz, w);
+ * gw = bwd_weights(x, gz);  gb = sum over N,H,W of gz;  gr = gz. */
+BK_BACKWARD(bk_conv_backward) {
+    const bk_conv_geom *g = &out->p.conv.g;
+    bk_act act = out->p.conv.act;
+    bk_tensor *gz = act.kind == BK_ACT_RELU ? bk_relu_bwd(ctx, gout, out, act.alpha) : gout;
+    if (need[0]) gsrc[0] = bk_conv_bwd_data(ctx, gz, out->src[1], g);
+    if (need[1] || need[2])
+        bk_conv_bwd_weights_bias(ctx, out->src[0], gz, g, need[1] ? &gsrc[1] : NULL,
+                                 need[2] ? &gsrc[2] : NULL);
+    if (need[3]) gsrc[3] = gz;
+}
+
+/* gx = bwd_data(gy, w) is bilinear in (gy, w):  d<u,gx>/dgy = fwd(u, w),
+ * d<u,gx>/dw = bwd_weights(u, gy). */
+BK_BACKWARD(bk_conv_bwd_data_backward) {
+    const bk_conv_geom *g = &out->p.conv.g;
+    if (need[0]) gsrc[0] = bk_conv_fwd(ctx, gout, out->src[1], NULL, g, bk_act_none(), NULL);
+    if (need[1]) gsrc[1] = bk_conv_bwd_weights(ctx, gout, out->src[0], g);
+}
+
+/* gw = bwd_weights(x, gy) is bilinear in (x, gy):  d<u,gw>/dx = bwd_data(gy, u),
+ * d<u,gw>/dgy = fwd(x, u). */
+BK_BACKWARD(bk_conv_bwd_weights_backward) {
+    const bk_conv_geom *g = &out->p.conv.g;
+    if (need[0]) gsrc[0] = bk_conv_bwd_data(ctx, out->src[1], gout, g);
+    if (need[1]) gsrc[1] = bk_conv_fwd(ctx, out->src[0], gout, NULL, g, bk_act_none(), NULL);
+}
