@@ -92,6 +92,7 @@ int main(int argc, char **argv) {
                (long long)N, (long long)C, (long long)H, (long long)W, names[dir], med * 1e3,
                gflop / med, 100.0 * gflop / med / peak, t[0] * 1e3);
     }
+    bk_ctx_print_memory(&ctx, stdout);
     printf("primitives created %llu, weight reorders %llu, reference implementations %llu\n",
            (unsigned long long)ctx.stats.primitives_created,
            (unsigned long long)ctx.stats.weight_reorders,
