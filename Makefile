@@ -65,7 +65,7 @@ deps:
 check:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all tests
-	@tests/run.sh $(BUILD)/tests
+	@tests/run.sh $(BUILD)/tests $(notdir $(TEST_BINS))
 
 check-asan:
 	@scripts/deps.sh
@@ -103,6 +103,9 @@ $(foreach m,$(MAIN_SRC),$(eval $(call BIN_RULE,$(m))))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# keep object files of tests between runs (they are intermediates of a pattern rule)
+.SECONDARY:
 
 clean:
 	rm -rf build build-asan
