@@ -6,15 +6,16 @@
 #include "core/kernels.h"
 #include "core/ops.h"
 
-static void tape_push(bk_ctx *ctx, bk_tensor *t) {
-    if (ctx->tape_len == ctx->tape_cap) {
-        size_t cap = ctx->tape_cap ? 2 * ctx->tape_cap : 1024;
-        bk_tensor **grown = realloc(ctx->tape, cap * sizeof *grown);
+/* Appends t to a growable array of tensor pointers (the tape, the list of reached leaves). */
+static void push(bk_tensor ***arr, size_t *len, size_t *cap, bk_tensor *t) {
+    if (*len == *cap) {
+        size_t grown_cap = *cap ? 2 * *cap : 1024;
+        bk_tensor **grown = realloc(*arr, grown_cap * sizeof *grown);
         BK_CHECK(grown, "out of memory");
-        ctx->tape = grown;
-        ctx->tape_cap = cap;
+        *arr = grown;
+        *cap = grown_cap;
     }
-    ctx->tape[ctx->tape_len++] = t;
+    (*arr)[(*len)++] = t;
 }
 
 static bool differentiable_src(const bk_tensor *t, int j) {
@@ -28,7 +29,7 @@ void bk_record(bk_ctx *ctx, bk_tensor *out) {
         if (differentiable_src(out, j) && out->src[j]->requires_grad) any = true;
     if (!any) return;
     out->requires_grad = true;
-    tape_push(ctx, out);
+    push(&ctx->tape, &ctx->tape_len, &ctx->tape_cap, out);
 }
 
 bool bk_would_record(const bk_ctx *ctx, const bk_tensor *a, const bk_tensor *b) {
@@ -58,14 +59,7 @@ static bool reaches(bk_tensor *s, uint32_t pass, bool all_leaves) {
 static void list_leaf(bk_ctx *ctx, bk_tensor *s) {
     if (s->op != BK_OP_NONE || s->bw_leaf_listed) return;
     s->bw_leaf_listed = true;
-    if (ctx->bw_leaves_len == ctx->bw_leaves_cap) {
-        size_t cap = ctx->bw_leaves_cap ? 2 * ctx->bw_leaves_cap : 256;
-        bk_tensor **grown = realloc(ctx->bw_leaves, cap * sizeof *grown);
-        BK_CHECK(grown, "out of memory");
-        ctx->bw_leaves = grown;
-        ctx->bw_leaves_cap = cap;
-    }
-    ctx->bw_leaves[ctx->bw_leaves_len++] = s;
+    push(&ctx->bw_leaves, &ctx->bw_leaves_len, &ctx->bw_leaves_cap, s);
 }
 
 static void accumulate(bk_ctx *ctx, bk_tensor *s, bk_tensor *g, bool create_graph) {

@@ -153,6 +153,23 @@ bk_tensor *bk_expand(bk_ctx *ctx, bk_tensor *x, bk_shape s) {
 
 /* ---------------------------------------------------------------- reductions */
 
+/* acc (one output row, OW x OC doubles) += one input row of W x C values, summed over w and/or
+ * c where the output keeps only one. */
+static inline void add_row(double *restrict acc, const float *restrict row, int64_t W, int64_t C,
+                           int64_t OC, bool keep_w, bool keep_c) {
+    for (int64_t w = 0; w < W; w++) {
+        double *a = acc + (keep_w ? w : 0) * OC;
+        const float *p = row + w * C;
+        if (keep_c) {
+            for (int64_t c = 0; c < C; c++) a[c] += p[c];
+        } else {
+            double s = 0.0;
+            for (int64_t c = 0; c < C; c++) s += p[c];
+            a[0] += s;
+        }
+    }
+}
+
 /* out (shape o, every dim equal to x's or 1) = sum of x over the dims where o is 1. */
 static void sum_kernel(bk_ctx *ctx, bk_tensor *out, const bk_tensor *x) {
     const int64_t N = x->n, H = x->h, W = x->w, C = x->c;
@@ -176,18 +193,7 @@ static void sum_kernel(bk_ctx *ctx, bk_tensor *out, const bk_tensor *x) {
                 for (int64_t rn = 0; rn < rn_end; rn++)
                     for (int64_t rh = 0; rh < rh_end; rh++) {
                         int64_t n = keep_n ? on : rn, h = keep_h ? oh : rh;
-                        const float *row = xd + (n * H + h) * W * C;
-                        for (int64_t w = 0; w < W; w++) {
-                            double *a = acc + (keep_w ? w : 0) * OC;
-                            const float *p = row + w * C;
-                            if (keep_c)
-                                for (int64_t c = 0; c < C; c++) a[c] += p[c];
-                            else {
-                                double s = 0.0;
-                                for (int64_t c = 0; c < C; c++) s += p[c];
-                                a[0] += s;
-                            }
-                        }
+                        add_row(acc, xd + (n * H + h) * W * C, W, C, OC, keep_w, keep_c);
                     }
                 float *o = od + (on * OH + oh) * OW * OC;
                 for (int64_t i = 0; i < OW * OC; i++) o[i] = (float)acc[i];
@@ -207,19 +213,8 @@ static void sum_kernel(bk_ctx *ctx, bk_tensor *out, const bk_tensor *x) {
 #pragma omp for collapse(2) schedule(static)
         for (int64_t n = 0; n < N; n++)
             for (int64_t h = 0; h < H; h++) {
-                const float *row = xd + (n * H + h) * W * C;
                 double *orow = acc + ((keep_n ? n : 0) * OH + (keep_h ? h : 0)) * OW * OC;
-                for (int64_t w = 0; w < W; w++) {
-                    double *a = orow + (keep_w ? w : 0) * OC;
-                    const float *p = row + w * C;
-                    if (keep_c)
-                        for (int64_t c = 0; c < C; c++) a[c] += p[c];
-                    else {
-                        double s = 0.0;
-                        for (int64_t c = 0; c < C; c++) s += p[c];
-                        a[0] += s;
-                    }
-                }
+                add_row(orow, xd + (n * H + h) * W * C, W, C, OC, keep_w, keep_c);
             }
     }
     for (int64_t i = 0; i < on_elems; i++) {
