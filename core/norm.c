@@ -1,4 +1,12 @@
-/* norm.c — InstanceNorm2d (no affine), its backward, and its double backward; hand-written.
+/* norm.c — InstanceNorm2d (no affine) with its backward and double backward, and BatchNorm2d;
+ * hand-written.
+ *
+ * BatchNorm2d (affine, running statistics) matches torch.nn.functional.batch_norm: in
+ * training the batch mean and biased variance over N,H,W normalise, and the running statistics
+ * are updated in place with momentum m as (1-m)*running + m*batch, using the unbiased variance
+ * (times M/(M-1), M = N*H*W); in eval the running statistics normalise. Its backward is one
+ * fused kernel for x, gamma and beta without a second order (batch norm is in no critic or
+ * penalty path); asking for create_graph through it stops with a message.
  *
  * Matches torch.nn.functional.instance_norm(x, eps=eps) without weight, bias or running stats:
  * per sample n and channel c, y = (x - mean) * rstd with mean and the biased variance over H,W
@@ -194,7 +202,130 @@ static bk_tensor *instance_norm_bwd2(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, b
     return gx;
 }
 
+/* ---------------------------------------------------------------- batch norm */
+
+typedef struct bn_saved {
+    float *mean, *rstd; /* C: the statistics that normalised (batch or running) */
+} bn_saved;
+
+/* Per-channel sums over N,H,W of each term (see instance_sums), in double. */
+static void channel_sums(bk_ctx *ctx, const bk_tensor *like, int nterms, const float *const *a,
+                         const float *const *b, double *sums) {
+    const int64_t N = like->n, C = like->c;
+    double *per_instance = bk_arena_alloc(&ctx->step, (size_t)nterms * N * C * sizeof(double));
+    instance_sums(ctx, N, C, like->h, like->w, nterms, a, b, per_instance);
+    for (int k = 0; k < nterms; k++)
+        for (int64_t c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int64_t n = 0; n < N; n++) s += per_instance[((int64_t)k * N + n) * C + c];
+            sums[(int64_t)k * C + c] = s;
+        }
+}
+
+static void check_channel_vector(const bk_tensor *t, int64_t C, const char *what) {
+    BK_CHECK(t && t->n == 1 && t->c == C && t->h == 1 && t->w == 1,
+             "batch norm: %s must be 1x%lldx1x1", what, (long long)C);
+}
+
+bk_tensor *bk_batch_norm(bk_ctx *ctx, bk_tensor *x, bk_tensor *gamma, bk_tensor *beta,
+                         bk_tensor *running_mean, bk_tensor *running_var, bool training,
+                         float momentum, float eps) {
+    const int64_t N = x->n, C = x->c, H = x->h, W = x->w, M = N * H * W;
+    check_channel_vector(gamma, C, "gamma");
+    check_channel_vector(beta, C, "beta");
+    check_channel_vector(running_mean, C, "running mean");
+    check_channel_vector(running_var, C, "running var");
+    bn_saved *sv = bk_arena_alloc(&ctx->step, sizeof *sv);
+    sv->mean = bk_arena_alloc(&ctx->step, (size_t)C * sizeof(float));
+    sv->rstd = bk_arena_alloc(&ctx->step, (size_t)C * sizeof(float));
+    if (training) {
+        BK_CHECK(M > 1, "batch norm in training needs more than one value per channel");
+        double *sums = bk_arena_alloc(&ctx->step, 2 * (size_t)C * sizeof(double));
+        const float *a[2] = {x->data, x->data}, *b[2] = {NULL, x->data};
+        channel_sums(ctx, x, 2, a, b, sums);
+        for (int64_t c = 0; c < C; c++) {
+            double mu = sums[c] / M, var = sums[C + c] / M - mu * mu;
+            if (var < 0.0) var = 0.0;
+            sv->mean[c] = (float)mu;
+            sv->rstd[c] = (float)(1.0 / sqrt(var + eps));
+            running_mean->data[c] = (float)((1.0 - momentum) * running_mean->data[c] + momentum * mu);
+            running_var->data[c] =
+                (float)((1.0 - momentum) * running_var->data[c] + momentum * var * M / (M - 1));
+        }
+        bk_tensor_touch(running_mean);
+        bk_tensor_touch(running_var);
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            sv->mean[c] = running_mean->data[c];
+            sv->rstd[c] = (float)(1.0 / sqrt((double)running_var->data[c] + eps));
+        }
+    }
+    /* y = x * scale + shift per channel */
+    float *scale = bk_arena_alloc(&ctx->step, 2 * (size_t)C * sizeof(float)), *shift = scale + C;
+    for (int64_t c = 0; c < C; c++) {
+        scale[c] = gamma->data[c] * sv->rstd[c];
+        shift[c] = beta->data[c] - sv->mean[c] * scale[c];
+    }
+    bk_tensor *y = bk_tensor_new(ctx, bk_shape_of(x));
+    const float *xd = x->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static) if (M * C > BK_PARALLEL_MIN)
+    for (int64_t p = 0; p < M; p++)
+        for (int64_t c = 0; c < C; c++) yd[p * C + c] = xd[p * C + c] * scale[c] + shift[c];
+    y->op = BK_OP_BATCH_NORM;
+    y->src[0] = x;
+    y->src[1] = gamma;
+    y->src[2] = beta;
+    y->p.bn.eps = eps;
+    y->p.bn.training = training;
+    y->saved = sv;
+    bk_record(ctx, y);
+    return y;
+}
+
 /* ---------------------------------------------------------------- backward rules */
+
+/* x̂ = (x - mean) * rstd;  dgamma = sum gy x̂;  dbeta = sum gy;
+ * training: gx = gamma rstd (gy - dbeta/M - x̂ dgamma/M);  eval: gx = gamma rstd gy. */
+BK_BACKWARD(bk_batch_norm_backward) {
+    BK_CHECK(!ctx->grad_enabled, "second-order gradients through batch norm are not supported "
+             "(create_graph reached a batch_norm node)");
+    bk_tensor *x = out->src[0], *gamma = out->src[1];
+    const bn_saved *sv = out->saved;
+    const int64_t C = x->c, M = x->n * x->h * x->w;
+    /* sums of gy and gy*x over N,H,W give sum gy x̂ = rstd (sum gy x - mean sum gy) */
+    double *sums = bk_arena_alloc(&ctx->step, 2 * (size_t)C * sizeof(double));
+    const float *a[2] = {gout->data, gout->data}, *b[2] = {NULL, x->data};
+    channel_sums(ctx, x, 2, a, b, sums);
+    float *dgamma = bk_arena_alloc(&ctx->step, 4 * (size_t)C * sizeof(float));
+    float *dbeta = dgamma + C, *k_g = dgamma + 2 * C, *k_b = dgamma + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        dbeta[c] = (float)sums[c];
+        dgamma[c] = (float)(sv->rstd[c] * (sums[C + c] - sv->mean[c] * sums[c]));
+        k_g[c] = gamma->data[c] * sv->rstd[c];
+        k_b[c] = out->p.bn.training ? k_g[c] : 0.0f;
+    }
+    if (need[0]) {
+        bk_tensor *gx = bk_tensor_new(ctx, bk_shape_of(x));
+        const float *g = gout->data, *xd = x->data;
+        float *o = gx->data;
+        const float inv_m = 1.0f / (float)M;
+#pragma omp parallel for schedule(static) if (M * C > BK_PARALLEL_MIN)
+        for (int64_t p = 0; p < M; p++)
+            for (int64_t c = 0; c < C; c++) {
+                float xh = (xd[p * C + c] - sv->mean[c]) * sv->rstd[c];
+                o[p * C + c] = k_g[c] * g[p * C + c] - k_b[c] * inv_m * (dbeta[c] + xh * dgamma[c]);
+            }
+        gsrc[0] = gx;
+    }
+    for (int j = 1; j <= 2; j++) {
+        if (!need[j]) continue;
+        bk_tensor *t = bk_tensor_new(ctx, (bk_shape){1, C, 1, 1});
+        t->ndim = 1;
+        memcpy(t->data, j == 1 ? dgamma : dbeta, (size_t)C * sizeof(float));
+        gsrc[j] = t;
+    }
+}
 
 BK_BACKWARD(bk_instance_norm_backward) {
     if (need[0]) gsrc[0] = bk_instance_norm_bwd(ctx, out->src[0], gout, out);

@@ -36,7 +36,31 @@
     X(SQUARE, "square", bk_square_backward, 0x1)                                          \
     X(SQRT, "sqrt", bk_sqrt_backward, 0x1)                                                \
     X(SUM_TO, "sum_to", bk_sum_to_backward, 0x1)                                          \
-    X(EXPAND, "expand", bk_expand_backward, 0x1)
+    X(EXPAND, "expand", bk_expand_backward, 0x1)                                          \
+    X(CLAMP, "clamp", bk_clamp_backward, 0x1)                                             \
+    X(CLAMP_BWD, "clamp_bwd", bk_clamp_bwd_backward, 0x1)  /* gy, x */                    \
+    X(HARDSWISH, "hardswish", bk_hardswish_backward, 0x1)                                 \
+    X(HARDSWISH_BWD, "hardswish_bwd", NULL, 0x3)           /* gy, x */                    \
+    X(SIGMOID, "sigmoid", bk_sigmoid_backward, 0x1)                                       \
+    X(SIGMOID_BWD, "sigmoid_bwd", NULL, 0x3)               /* gy, y */                    \
+    X(TANH, "tanh", bk_tanh_backward, 0x1)                                                \
+    X(TANH_BWD, "tanh_bwd", NULL, 0x3)                     /* gy, y */                    \
+    X(EXP, "exp", bk_exp_backward, 0x1)                                                   \
+    X(LOG, "log", bk_log_backward, 0x1)                                                   \
+    X(POW, "pow", bk_pow_backward, 0x1)                                                   \
+    X(CONCAT, "concat", bk_concat_backward, 0xF)                                          \
+    X(SLICE, "slice", bk_slice_backward, 0x1)                                             \
+    X(EMBED, "embed", bk_embed_backward, 0x1)                                             \
+    X(TRANSPOSE_HW, "transpose_hw", bk_transpose_hw_backward, 0x1)                        \
+    X(REFLECT_PAD, "reflect_pad", bk_reflect_pad_backward, 0x1)                           \
+    X(REFLECT_PAD_BWD, "reflect_pad_bwd", bk_reflect_pad_bwd_backward, 0x1)               \
+    X(ZERO_INSERT, "zero_insert", bk_zero_insert_backward, 0x1)                           \
+    X(SUBSAMPLE, "subsample", bk_subsample_backward, 0x1)                                 \
+    X(RESAMPLE, "resample", bk_resample_backward, 0x1)                                    \
+    X(RESAMPLE_T, "resample_t", bk_resample_t_backward, 0x1)                              \
+    X(MAX_POOL, "max_pool", bk_max_pool_backward, 0x1)                                    \
+    X(MAX_POOL_BWD, "max_pool_bwd", NULL, 0x1)             /* gy */                       \
+    X(BATCH_NORM, "batch_norm", bk_batch_norm_backward, 0x7) /* x, gamma, beta */
 
 #define BK_OP_ENUM_(e, name, bw, mask) BK_OP_##e,
 typedef enum bk_op { BK_OPS(BK_OP_ENUM_) BK_OP_COUNT } bk_op;
@@ -75,7 +99,36 @@ typedef union bk_op_params {
     struct {
         float eps;
     } norm;
+    struct {
+        float lo, hi;
+        int32_t inclusive; /* gradient at the bounds: 1 as torch.clamp, 0 as hardtanh/relu6 */
+    } clamp;
+    struct {
+        float p;
+    } pow;
+    struct {
+        int32_t axis;             /* BK_AXIS_* */
+        int64_t offset, size;     /* slice along the axis */
+        int64_t full;             /* extent of the axis in the larger tensor */
+    } slice;
+    struct {
+        int32_t t, l, b, r;
+    } pad;
+    struct {
+        const void *plan;         /* resampling taps (resample.c), owned by ctx->prims */
+    } resample;
+    struct {
+        int32_t k, stride;
+        const void *plan;         /* oneDNN pooling plan (pool.c), owned by ctx->prims */
+    } pool;
+    struct {
+        float eps;
+        int32_t training;         /* batch statistics (1) or running statistics (0) */
+    } bn;
 } bk_op_params;
+
+/* Axes of a logical N,C,H,W shape. */
+typedef enum bk_axis { BK_AXIS_N = 0, BK_AXIS_C = 1, BK_AXIS_H = 2, BK_AXIS_W = 3 } bk_axis;
 
 typedef struct bk_tensor bk_tensor;
 typedef struct bk_ctx bk_ctx;

@@ -6,7 +6,8 @@
 #include "core/op.h"
 
 #define BK_BACKWARD(fn) \
-    void fn(bk_ctx *ctx, bk_tensor *out, bk_tensor *gout, bk_tensor **gsrc, const int *need)
+    void fn(bk_ctx *ctx, bk_tensor *out __attribute__((unused)), bk_tensor *gout, bk_tensor **gsrc, \
+            const int *need)
 
 BK_BACKWARD(bk_conv_backward);
 BK_BACKWARD(bk_conv_bwd_data_backward);
@@ -25,5 +26,25 @@ BK_BACKWARD(bk_square_backward);
 BK_BACKWARD(bk_sqrt_backward);
 BK_BACKWARD(bk_sum_to_backward);
 BK_BACKWARD(bk_expand_backward);
+BK_BACKWARD(bk_clamp_backward);
+BK_BACKWARD(bk_clamp_bwd_backward);
+BK_BACKWARD(bk_hardswish_backward);
+BK_BACKWARD(bk_sigmoid_backward);
+BK_BACKWARD(bk_tanh_backward);
+BK_BACKWARD(bk_exp_backward);
+BK_BACKWARD(bk_log_backward);
+BK_BACKWARD(bk_pow_backward);
+BK_BACKWARD(bk_concat_backward);
+BK_BACKWARD(bk_slice_backward);
+BK_BACKWARD(bk_embed_backward);
+BK_BACKWARD(bk_transpose_hw_backward);
+BK_BACKWARD(bk_reflect_pad_backward);
+BK_BACKWARD(bk_reflect_pad_bwd_backward);
+BK_BACKWARD(bk_zero_insert_backward);
+BK_BACKWARD(bk_subsample_backward);
+BK_BACKWARD(bk_resample_backward);
+BK_BACKWARD(bk_resample_t_backward);
+BK_BACKWARD(bk_max_pool_backward);
+BK_BACKWARD(bk_batch_norm_backward);
 
 #endif

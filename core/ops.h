@@ -6,9 +6,12 @@
  * Shapes below are logical N,C,H,W; storage is NHWC (tensor.h). Each op's backward (and, being
  * built from these same ops, its second order) is in the file that implements it:
  *   conv.c       convolution family (oneDNN)
- *   norm.c       instance norm (hand-written: no oneDNN primitive in 2.6, and NHWC)
- *   eltwise.c    activations and unary maths
+ *   norm.c       instance norm and batch norm (hand-written: NHWC, no usable primitive)
+ *   eltwise.c    activations, unary maths, dropout
  *   broadcast.c  binary ops with broadcasting, reductions to a shape, broadcast back
+ *   shape.c      concat, slice, split, H<->W transpose, reflect pad, zero insertion, subsampling
+ *   resample.c   bilinear resize, antialiased downscale, 2x2 average pooling
+ *   pool.c       max pooling (oneDNN)
  */
 #ifndef BK_OPS_H
 #define BK_OPS_H
@@ -72,6 +75,13 @@ bk_tensor *bk_instance_norm(bk_ctx *ctx, bk_tensor *x, float eps);
 /* Its backward: gx from x, gy and the forward output y (which carries the saved statistics). */
 bk_tensor *bk_instance_norm_bwd(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, bk_tensor *y);
 
+/* BatchNorm2d with affine gamma, beta (1,C,1,1) and running statistics (1,C,1,1, persistent,
+ * updated in place when training). training: batch statistics; otherwise running ones.
+ * First order only. */
+bk_tensor *bk_batch_norm(bk_ctx *ctx, bk_tensor *x, bk_tensor *gamma, bk_tensor *beta,
+                         bk_tensor *running_mean, bk_tensor *running_var, bool training,
+                         float momentum, float eps);
+
 /* ---------------------------------------------------------------- element-wise (eltwise.c) */
 
 /* y = x > 0 ? x : slope * x (slope 0: ReLU). */
@@ -89,6 +99,25 @@ bk_tensor *bk_abs(bk_ctx *ctx, bk_tensor *x);
 bk_tensor *bk_sign(bk_ctx *ctx, bk_tensor *x);
 bk_tensor *bk_square(bk_ctx *ctx, bk_tensor *x);
 bk_tensor *bk_sqrt(bk_ctx *ctx, bk_tensor *x);
+/* torch.clamp(x, lo, hi): gradient 1 on [lo, hi]. */
+bk_tensor *bk_clamp(bk_ctx *ctx, bk_tensor *x, float lo, float hi);
+/* F.relu6 = hardtanh(0, 6): gradient 1 on (0, 6). */
+bk_tensor *bk_relu6(bk_ctx *ctx, bk_tensor *x);
+/* gx = gy on the clamp's pass-through range of x (inclusive or not), else 0. */
+bk_tensor *bk_clamp_bwd(bk_ctx *ctx, bk_tensor *gy, bk_tensor *x, float lo, float hi,
+                        int inclusive);
+/* F.hardswish: x * relu6(x + 3) / 6. First order only. */
+bk_tensor *bk_hardswish(bk_ctx *ctx, bk_tensor *x);
+/* First order only. */
+bk_tensor *bk_sigmoid(bk_ctx *ctx, bk_tensor *x);
+bk_tensor *bk_tanh(bk_ctx *ctx, bk_tensor *x);
+bk_tensor *bk_exp(bk_ctx *ctx, bk_tensor *x);
+bk_tensor *bk_log(bk_ctx *ctx, bk_tensor *x);
+/* x^p for a constant p (gradient p x^(p-1), as torch.pow). */
+bk_tensor *bk_pow(bk_ctx *ctx, bk_tensor *x, float p);
+/* F.dropout(x, p, training=True): each element zeroed with probability p, the rest scaled by
+ * 1/(1-p). The mask depends only on (seed, element index). p = 0 returns x. */
+bk_tensor *bk_dropout(bk_ctx *ctx, bk_tensor *x, float p, uint64_t seed);
 
 /* ---------------------------------------------------------------- broadcasting (broadcast.c) */
 
@@ -110,5 +139,62 @@ bk_tensor *bk_sum_per_sample(bk_ctx *ctx, bk_tensor *x);  /* N,1,1,1 */
 bk_tensor *bk_mean_per_sample(bk_ctx *ctx, bk_tensor *x); /* N,1,1,1 */
 bk_tensor *bk_sum_channels(bk_ctx *ctx, bk_tensor *x);    /* N,1,H,W */
 bk_tensor *bk_mean_channels(bk_ctx *ctx, bk_tensor *x);   /* N,1,H,W */
+
+/* ---------------------------------------------------------------- shapes (shape.c) */
+
+/* torch.cat of n (1..4) tensors along `axis` (BK_AXIS_C, BK_AXIS_H, ...). */
+bk_tensor *bk_concat(bk_ctx *ctx, int n, bk_tensor *const *xs, int axis);
+/* x.narrow(axis, offset, size). */
+bk_tensor *bk_slice(bk_ctx *ctx, bk_tensor *x, int axis, int64_t offset, int64_t size);
+/* The adjoint of slice: x placed at `offset` along `axis` in zeros of extent `full`. */
+bk_tensor *bk_embed(bk_ctx *ctx, bk_tensor *x, int axis, int64_t offset, int64_t full);
+/* torch.split(x, sizes, axis) into out[0..n-1]. */
+void bk_split(bk_ctx *ctx, bk_tensor *x, int axis, int n, const int64_t *sizes, bk_tensor **out);
+/* x.transpose(2, 3): N,C,H,W -> N,C,W,H. */
+bk_tensor *bk_transpose_hw(bk_ctx *ctx, bk_tensor *x);
+/* F.pad(x, (l, r, t, b), mode="reflect"); each pad smaller than its dimension. */
+bk_tensor *bk_reflect_pad(bk_ctx *ctx, bk_tensor *x, int t, int l, int b, int r);
+/* Its adjoint: the gradient of the padded tensor folded back onto the input. */
+bk_tensor *bk_reflect_pad_bwd(bk_ctx *ctx, bk_tensor *gy, int t, int l, int b, int r);
+/* out_h x out_w zeros (out = 2*in or 2*in - 1) with x at the even rows and columns. */
+bk_tensor *bk_zero_insert(bk_ctx *ctx, bk_tensor *x, int64_t out_h, int64_t out_w);
+/* x[:, :, ::2, ::2] (ceil(H/2) x ceil(W/2)). */
+bk_tensor *bk_subsample(bk_ctx *ctx, bk_tensor *x);
+
+/* ---------------------------------------------------------------- resampling (resample.c, pool.c) */
+
+typedef enum bk_resample_mode {
+    BK_RESAMPLE_BILINEAR = 0,    /* interpolate(mode="bilinear", align_corners=False) */
+    BK_RESAMPLE_BILINEAR_AA = 1, /* the same with antialias=True along shrinking axes */
+    BK_RESAMPLE_AVG2 = 2,        /* avg_pool2d(2, 2); out = floor(in / 2) */
+} bk_resample_mode;
+
+/* interpolate(x, size=(out_h, out_w), ...): source scale in/out. */
+bk_tensor *bk_resample(bk_ctx *ctx, bk_tensor *x, int64_t out_h, int64_t out_w,
+                       bk_resample_mode mode);
+/* interpolate(x, scale_factor=factor, ...): output floor(in * factor), source scale 1/factor
+ * (torch's rule; for odd sizes at x0.5 it differs from the in/out of the size form). */
+bk_tensor *bk_resample_factor(bk_ctx *ctx, bk_tensor *x, double factor, bk_resample_mode mode);
+static inline bk_tensor *bk_up2(bk_ctx *ctx, bk_tensor *x) {
+    return bk_resample_factor(ctx, x, 2.0, BK_RESAMPLE_BILINEAR);
+}
+static inline bk_tensor *bk_up4(bk_ctx *ctx, bk_tensor *x) {
+    return bk_resample_factor(ctx, x, 4.0, BK_RESAMPLE_BILINEAR);
+}
+/* Bilinear x0.5: the mean of each 2x2 block (odd sizes: floor, as avg_pool2d). */
+static inline bk_tensor *bk_down2(bk_ctx *ctx, bk_tensor *x) {
+    return bk_resample_factor(ctx, x, 0.5, BK_RESAMPLE_BILINEAR);
+}
+bk_tensor *bk_avg_pool2(bk_ctx *ctx, bk_tensor *x);
+/* MaxPool2d(k, stride), no padding, floor. First order only. */
+bk_tensor *bk_max_pool(bk_ctx *ctx, bk_tensor *x, int k, int stride);
+
+/* Mean over W (N,C,H,1) and over H (N,C,1,W); broadcast back with bk_expand. */
+static inline bk_tensor *bk_mean_w(bk_ctx *ctx, bk_tensor *x) {
+    return bk_scale(ctx, bk_sum_to(ctx, x, (bk_shape){x->n, x->c, x->h, 1}), 1.0f / (float)x->w);
+}
+static inline bk_tensor *bk_mean_h(bk_ctx *ctx, bk_tensor *x) {
+    return bk_scale(ctx, bk_sum_to(ctx, x, (bk_shape){x->n, x->c, 1, x->w}), 1.0f / (float)x->h);
+}
 
 #endif
