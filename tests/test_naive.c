@@ -3,6 +3,13 @@
  * 2, groups and depthwise, asymmetric padding, kernels 1/3/4/5, transposed convs with output
  * padding, broadcasting patterns, every sum_to reduction, and one larger shape that takes the
  * multi-threaded paths. Tolerance 1e-5 (SPEC "within": relative to the largest reference value).
+ * The issue-3 ops, forward and autograd backward (and the public backward ops clamp_bwd,
+ * reflect_pad_bwd, embed): clamp / relu6 / hardswish with inputs exactly on their kinks (torch's
+ * gradient there), sigmoid, tanh, exp, log, pow; concat / slice / split / embed along every
+ * axis, transpose_hw, reflect padding up to dim - 1, zero insertion, subsampling (1e-6: data
+ * movement is exact); bilinear x2, x4, x0.5, arbitrary and odd sizes, antialiased, 2x2 average,
+ * max pooling on tie-free data, batch norm in training and eval with the running statistics,
+ * means over H and W broadcast back. The pyramid is in test_pyramid, dropout in test_dropout.
  */
 #include <math.h>
 #include <stdio.h>
@@ -538,8 +545,586 @@ static void reduce_large(void) {
     run_reduce((bk_shape){2, 17, 64, 96}, 0, 1, 6);
 }
 
+/* ================================================================== issue 3 ops */
+
+#define TOL_MOVE 1e-6 /* data movement: exact up to the float sums of reflect_pad_bwd */
+
+/* The gradient of <gy, y> w.r.t. x, y built by the caller with x->requires_grad set. */
+static void check_grad(bk_ctx *ctx, const char *what, bk_tensor *y, bk_tensor *gy, bk_tensor *x,
+                       const double *want, double tol) {
+    bk_tensor *g = NULL;
+    bk_grad(ctx, y, gy, 1, &x, &g, false);
+    check_t(what, g, bk_shape_of(x), want, tol);
+}
+
+/* ------------------------------------------------------------------ element-wise */
+
+typedef struct un_cfg {
+    const char *name;
+    ref_unop op;
+    float a, b;         /* clamp bounds / pow exponent */
+    float lo, hi;       /* data range */
+    float edge[4];      /* exact values injected (kinks: torch's choice of gradient there) */
+    int nedge;
+} un_cfg;
+
+static const un_cfg un_cfgs[] = {
+    {"clamp(-0.4,0.6)", REF_CLAMP, -0.4f, 0.6f, -1.5f, 1.5f, {-0.4f, 0.6f}, 2},
+    {"clamp(0.25,0.25)", REF_CLAMP, 0.25f, 0.25f, -1, 1, {0.25f}, 1},
+    {"relu6", REF_RELU6, 0, 6, -3, 9, {0.0f, 6.0f}, 2},
+    {"hardswish", REF_HARDSWISH, 0, 0, -5, 5, {-3.0f, 3.0f, 0.0f}, 3},
+    {"sigmoid", REF_SIGMOID, 0, 0, -6, 6, {0}, 0},
+    {"tanh", REF_TANH, 0, 0, -4, 4, {0}, 0},
+    {"exp", REF_EXP, 0, 0, -3, 3, {0}, 0},
+    {"log", REF_LOG, 0, 0, 0.05f, 5, {0}, 0},
+    {"pow(2)", REF_POW, 2, 0, 0.2f, 3, {0}, 0},
+    {"pow(1)", REF_POW, 1, 0, 0.2f, 3, {0}, 0},
+    {"pow(3)", REF_POW, 3, 0, 0.2f, 3, {0}, 0},
+    {"pow(0.5)", REF_POW, 0.5f, 0, 0.2f, 3, {0}, 0},
+    {"pow(-1.5)", REF_POW, -1.5f, 0, 0.2f, 3, {0}, 0},
+    {"pow(2.2)", REF_POW, 2.2f, 0, 0.2f, 3, {0}, 0},
+};
+
+static bk_tensor *un_build(bk_ctx *ctx, const un_cfg *u, bk_tensor *x) {
+    switch (u->op) {
+    case REF_CLAMP: return bk_clamp(ctx, x, u->a, u->b);
+    case REF_RELU6: return bk_relu6(ctx, x);
+    case REF_HARDSWISH: return bk_hardswish(ctx, x);
+    case REF_SIGMOID: return bk_sigmoid(ctx, x);
+    case REF_TANH: return bk_tanh(ctx, x);
+    case REF_EXP: return bk_exp(ctx, x);
+    case REF_LOG: return bk_log(ctx, x);
+    case REF_POW: return bk_pow(ctx, x, u->a);
+    }
+    return NULL;
+}
+
+static void run_unary(bk_shape s, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const size_t n = ref_numel(s);
+    arr gy = arr_uniform(ctx, s, -1, 1, seed + 1);
+    double *y = dalloc(s), *g = dalloc(s);
+    for (size_t k = 0; k < sizeof un_cfgs / sizeof un_cfgs[0]; k++) {
+        const un_cfg *u = &un_cfgs[k];
+        float *f = malloc(n * sizeof *f);
+        bk_test_fill_uniform(f, n, u->lo, u->hi, seed + 10 * k);
+        for (size_t i = 0; u->nedge && i < n; i += 5) f[i] = u->edge[(i / 5) % u->nedge];
+        arr x = arr_take(ctx, s, f);
+        ref_unary(u->op, x.d, n, u->a, u->b, y);
+        check_t(WHAT("%s %s", u->name, shp(s, sb)), un_build(ctx, u, x.t), s, y, TOL);
+        ref_unary_bwd(u->op, x.d, gy.d, n, u->a, u->b, g);
+        x.t->requires_grad = true;
+        bk_tensor *yt = un_build(ctx, u, x.t);
+        check_t(WHAT("%s %s (recorded)", u->name, shp(s, sb)), yt, s, y, TOL);
+        check_grad(ctx, WHAT("%s %s: autograd", u->name, shp(s, sb)), yt, gy.t, x.t, g, TOL);
+        x.t->requires_grad = false;
+        if (u->op == REF_CLAMP || u->op == REF_RELU6) { /* the public backward, both kinds */
+            for (int inc = 0; inc < 2; inc++) {
+                ref_clamp_bwd(gy.d, x.d, n, u->a, u->b, inc, g);
+                check_t(WHAT("clamp_bwd(%g,%g,%s) %s", u->a, u->b, inc ? "inclusive" : "exclusive",
+                             shp(s, sb)),
+                        bk_clamp_bwd(ctx, gy.t, x.t, u->a, u->b, inc), s, g, 0.0);
+            }
+        }
+        arr_free(&x);
+    }
+    arr_free(&gy);
+    free(y), free(g);
+    bk_step_end(ctx);
+}
+
+static void unary_new(void) {
+    run_unary((bk_shape){2, 13, 9, 11}, 21);
+    run_unary((bk_shape){1, 17, 7, 5}, 22);
+    run_unary((bk_shape){2, 3, 13, 3}, 23);
+    run_unary((bk_shape){2, 17, 64, 96}, 24);
+}
+
+/* ------------------------------------------------------------------ data movement */
+
+/* concat of n inputs whose extents along axis are ext[0..n-1], the rest from s */
+static void run_concat(bk_shape s, int axis, int n, const int64_t *ext, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    static const char *an[] = {"N", "C", "H", "W"};
+    arr x[4];
+    bk_shape ss[4];
+    const double *xd[4];
+    bk_tensor *xt[4], *gr[4] = {0};
+    for (int j = 0; j < n; j++) {
+        ss[j] = s;
+        *ref_dim(&ss[j], axis) = ext[j];
+        x[j] = arr_uniform(ctx, ss[j], -1, 1, seed + j);
+        xd[j] = x[j].d;
+        xt[j] = x[j].t;
+        xt[j]->requires_grad = true;
+    }
+    bk_shape ys = ref_concat(n, xd, ss, axis, NULL);
+    double *y = dalloc(ys);
+    ref_concat(n, xd, ss, axis, y);
+    bk_tensor *yt = bk_concat(ctx, n, xt, axis);
+    check_t(WHAT("concat %d along %s -> %s", n, an[axis], shp(ys, sb)), yt, ys, y, TOL_MOVE);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 9);
+    bk_grad(ctx, yt, gy.t, n, xt, gr, false);
+    int64_t off = 0;
+    for (int j = 0; j < n; j++) {
+        double *g = dalloc(ss[j]);
+        ref_slice(gy.d, ys, axis, off, ext[j], g);
+        check_t(WHAT("concat %d along %s: grad %d", n, an[axis], j), gr[j], ss[j], g, TOL_MOVE);
+        off += ext[j];
+        free(g);
+        arr_free(&x[j]);
+    }
+    arr_free(&gy);
+    free(y);
+    bk_step_end(ctx);
+}
+
+static void run_slice_embed(bk_shape s, int axis, int64_t off, int64_t size, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    static const char *an[] = {"N", "C", "H", "W"};
+    bk_shape ys = s;
+    *ref_dim(&ys, axis) = size;
+    const int64_t full = *ref_dim(&s, axis);
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    arr e = arr_uniform(ctx, ys, -1, 1, seed + 2);
+    arr ge = arr_uniform(ctx, s, -1, 1, seed + 3);
+    double *y = dalloc(ys), *gx = dalloc(s), *ey = dalloc(s), *gex = dalloc(ys);
+    ref_slice(x.d, s, axis, off, size, y);
+    ref_embed(gy.d, ys, axis, off, full, gx);
+    x.t->requires_grad = true;
+    bk_tensor *yt = bk_slice(ctx, x.t, axis, off, size);
+    check_t(WHAT("slice %s along %s [%lld,+%lld)", shp(s, sb), an[axis], (long long)off,
+                 (long long)size), yt, ys, y, TOL_MOVE);
+    check_grad(ctx, WHAT("slice along %s: autograd", an[axis]), yt, gy.t, x.t, gx, TOL_MOVE);
+    /* embed, and its gradient (a slice) */
+    ref_embed(e.d, ys, axis, off, full, ey);
+    ref_slice(ge.d, s, axis, off, size, gex);
+    e.t->requires_grad = true;
+    yt = bk_embed(ctx, e.t, axis, off, full);
+    check_t(WHAT("embed along %s at %lld into %lld", an[axis], (long long)off, (long long)full), yt,
+            s, ey, TOL_MOVE);
+    check_grad(ctx, WHAT("embed along %s: autograd", an[axis]), yt, ge.t, e.t, gex, TOL_MOVE);
+    arr_free(&x), arr_free(&gy), arr_free(&e), arr_free(&ge);
+    free(y), free(gx), free(ey), free(gex);
+    bk_step_end(ctx);
+}
+
+static void run_split(bk_shape s, int axis, int n, const int64_t *sizes, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256];
+    static const char *an[] = {"N", "C", "H", "W"};
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    x.t->requires_grad = true;
+    bk_tensor *parts[4] = {0}, *loss = NULL;
+    bk_split(ctx, x.t, axis, n, sizes, parts);
+    arr gp[4];
+    const double *gd[4];
+    bk_shape gs[4];
+    int64_t off = 0;
+    for (int j = 0; j < n; j++) {
+        gs[j] = s;
+        *ref_dim(&gs[j], axis) = sizes[j];
+        double *y = dalloc(gs[j]);
+        ref_slice(x.d, s, axis, off, sizes[j], y);
+        check_t(WHAT("split along %s: part %d", an[axis], j), parts[j], gs[j], y, TOL_MOVE);
+        free(y);
+        off += sizes[j];
+        gp[j] = arr_uniform(ctx, gs[j], -1, 1, seed + 1 + j);
+        gd[j] = gp[j].d;
+        bk_tensor *t = bk_sum(ctx, bk_mul(ctx, parts[j], gp[j].t));
+        loss = loss ? bk_add(ctx, loss, t) : t;
+    }
+    /* d sum_j <g_j, part_j> / dx = concat(g_j) */
+    double *g = dalloc(s);
+    ref_concat(n, gd, gs, axis, g);
+    check_grad(ctx, WHAT("split along %s: autograd", an[axis]), loss, NULL, x.t, g, TOL);
+    for (int j = 0; j < n; j++) arr_free(&gp[j]);
+    arr_free(&x);
+    free(g);
+    bk_step_end(ctx);
+}
+
+static void run_transpose(bk_shape s, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const bk_shape ys = {s.n, s.c, s.w, s.h};
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    double *y = dalloc(ys), *gx = dalloc(s);
+    ref_transpose_hw(x.d, s, y);
+    ref_transpose_hw(gy.d, ys, gx);
+    x.t->requires_grad = true;
+    bk_tensor *yt = bk_transpose_hw(ctx, x.t);
+    check_t(WHAT("transpose_hw %s", shp(s, sb)), yt, ys, y, TOL_MOVE);
+    check_grad(ctx, WHAT("transpose_hw %s: autograd", shp(s, sb)), yt, gy.t, x.t, gx, TOL_MOVE);
+    arr_free(&x), arr_free(&gy);
+    free(y), free(gx);
+    bk_step_end(ctx);
+}
+
+static void run_reflect_pad(bk_shape s, int t, int l, int b, int r, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const bk_shape ys = {s.n, s.c, s.h + t + b, s.w + l + r};
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    arr u = arr_uniform(ctx, s, -1, 1, seed + 2); /* gradient flowing into reflect_pad_bwd */
+    double *y = dalloc(ys), *gx = dalloc(s), *uy = dalloc(ys);
+    ref_reflect_pad(x.d, s, t, l, b, r, y);
+    ref_reflect_pad_bwd(gy.d, s, t, l, b, r, gx);
+    ref_reflect_pad(u.d, s, t, l, b, r, uy);
+    x.t->requires_grad = gy.t->requires_grad = true;
+    bk_tensor *yt = bk_reflect_pad(ctx, x.t, t, l, b, r);
+    check_t(WHAT("reflect_pad %s (t%d l%d b%d r%d)", shp(s, sb), t, l, b, r), yt, ys, y, TOL_MOVE);
+    check_grad(ctx, WHAT("reflect_pad %s (t%d l%d b%d r%d): autograd", shp(s, sb), t, l, b, r), yt,
+               gy.t, x.t, gx, TOL_MOVE);
+    bk_tensor *bt = bk_reflect_pad_bwd(ctx, gy.t, t, l, b, r);
+    check_t(WHAT("reflect_pad_bwd %s (t%d l%d b%d r%d)", shp(s, sb), t, l, b, r), bt, s, gx,
+            TOL_MOVE);
+    check_grad(ctx, WHAT("reflect_pad_bwd %s (t%d l%d b%d r%d): autograd", shp(s, sb), t, l, b, r),
+               bt, u.t, gy.t, uy, TOL_MOVE);
+    arr_free(&x), arr_free(&gy), arr_free(&u);
+    free(y), free(gx), free(uy);
+    bk_step_end(ctx);
+}
+
+static void run_zero_insert(bk_shape s, int64_t oh, int64_t ow, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const bk_shape ys = {s.n, s.c, oh, ow};
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    double *y = dalloc(ys), *gx = dalloc(s);
+    ref_zero_insert(x.d, s, oh, ow, y);
+    ref_subsample(gy.d, ys, gx);
+    x.t->requires_grad = true;
+    bk_tensor *yt = bk_zero_insert(ctx, x.t, oh, ow);
+    check_t(WHAT("zero_insert %s -> %lldx%lld", shp(s, sb), (long long)oh, (long long)ow), yt, ys,
+            y, TOL_MOVE);
+    check_grad(ctx, WHAT("zero_insert %s: autograd", shp(s, sb)), yt, gy.t, x.t, gx, TOL_MOVE);
+    x.t->requires_grad = false;
+    /* subsample of the bigger shape, and its gradient (zero insertion back to that shape) */
+    const bk_shape ss = ref_subsample_shape(ys);
+    double *sy = dalloc(ss), *sg = dalloc(ys);
+    arr gs = arr_uniform(ctx, ss, -1, 1, seed + 2);
+    ref_subsample(gy.d, ys, sy);
+    ref_zero_insert(gs.d, ss, ys.h, ys.w, sg);
+    gy.t->requires_grad = true;
+    yt = bk_subsample(ctx, gy.t);
+    check_t(WHAT("subsample %s", shp(ys, sb)), yt, ss, sy, TOL_MOVE);
+    check_grad(ctx, WHAT("subsample %s: autograd", shp(ys, sb)), yt, gs.t, gy.t, sg, TOL_MOVE);
+    arr_free(&x), arr_free(&gy), arr_free(&gs);
+    free(y), free(gx), free(sy), free(sg);
+    bk_step_end(ctx);
+}
+
+static void shape_ops(void) {
+    const bk_shape s = {2, 13, 9, 11};
+    run_concat(s, BK_AXIS_C, 2, (const int64_t[]){13, 3}, 1);
+    run_concat(s, BK_AXIS_C, 4, (const int64_t[]){3, 17, 1, 13}, 2);
+    run_concat(s, BK_AXIS_C, 1, (const int64_t[]){17}, 3);
+    run_concat(s, BK_AXIS_H, 3, (const int64_t[]){9, 1, 4}, 4);
+    run_concat(s, BK_AXIS_W, 4, (const int64_t[]){11, 3, 5, 2}, 5);
+    run_concat((bk_shape){1, 17, 7, 5}, BK_AXIS_W, 2, (const int64_t[]){5, 5}, 6);
+    run_concat((bk_shape){1, 3, 7, 5}, BK_AXIS_N, 2, (const int64_t[]){1, 2}, 7);
+    run_slice_embed(s, BK_AXIS_C, 3, 7, 11);
+    run_slice_embed(s, BK_AXIS_C, 0, 1, 12);
+    run_slice_embed((bk_shape){1, 17, 7, 5}, BK_AXIS_C, 16, 1, 13);
+    run_slice_embed(s, BK_AXIS_H, 2, 5, 14);
+    run_slice_embed(s, BK_AXIS_W, 10, 1, 15);
+    run_slice_embed(s, BK_AXIS_W, 0, 6, 16);
+    run_slice_embed((bk_shape){3, 3, 7, 5}, BK_AXIS_N, 1, 2, 17);
+    run_split(s, BK_AXIS_C, 3, (const int64_t[]){3, 7, 3}, 21);
+    run_split((bk_shape){1, 17, 7, 5}, BK_AXIS_C, 2, (const int64_t[]){13, 4}, 22);
+    run_split(s, BK_AXIS_H, 2, (const int64_t[]){4, 5}, 23);
+    run_split(s, BK_AXIS_W, 4, (const int64_t[]){1, 3, 5, 2}, 24);
+    run_transpose(s, 31);
+    run_transpose((bk_shape){1, 17, 7, 5}, 32);
+    run_transpose((bk_shape){2, 3, 13, 1}, 33);
+    run_reflect_pad(s, 2, 2, 2, 2, 41);
+    run_reflect_pad(s, 1, 3, 0, 2, 42);
+    run_reflect_pad((bk_shape){1, 17, 7, 5}, 6, 4, 6, 4, 43); /* pads of dim - 1 */
+    run_reflect_pad((bk_shape){2, 3, 13, 3}, 0, 1, 5, 0, 44);
+    run_reflect_pad((bk_shape){1, 13, 3, 3}, 2, 2, 2, 2, 45);
+    run_zero_insert(s, 18, 22, 51);
+    run_zero_insert(s, 17, 21, 52);
+    run_zero_insert((bk_shape){1, 17, 7, 5}, 14, 9, 53);
+    run_zero_insert((bk_shape){2, 3, 13, 3}, 25, 6, 54);
+    run_zero_insert((bk_shape){1, 3, 1, 1}, 1, 2, 55);
+}
+
+static void shape_ops_large(void) {
+    const bk_shape s = {2, 17, 64, 96};
+    run_concat(s, BK_AXIS_C, 3, (const int64_t[]){17, 3, 13}, 61);
+    run_concat(s, BK_AXIS_W, 2, (const int64_t[]){96, 33}, 62);
+    run_slice_embed(s, BK_AXIS_C, 3, 13, 63);
+    run_slice_embed(s, BK_AXIS_H, 7, 50, 64);
+    run_transpose(s, 65);
+    run_reflect_pad(s, 2, 2, 2, 2, 66);
+    run_reflect_pad(s, 3, 1, 2, 5, 67);
+    run_zero_insert(s, 127, 192, 68);
+}
+
+/* ------------------------------------------------------------------ resampling */
+
+static void run_resample(bk_shape s, int64_t oh, int64_t ow, int mode, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    static const char *mn[] = {"bilinear", "bilinear_aa", "avg2"};
+    const bk_shape ys = {s.n, s.c, oh, ow};
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    double *y = dalloc(ys), *gx = dalloc(s);
+    ref_resample(x.d, s, oh, ow, mode, y);
+    ref_resample_bwd(gy.d, s, oh, ow, mode, gx);
+    bk_tensor *yt = bk_resample(ctx, x.t, oh, ow, (bk_resample_mode)mode);
+    check_t(WHAT("resample %s %s -> %lldx%lld", mn[mode], shp(s, sb), (long long)oh, (long long)ow),
+            yt, ys, y, TOL);
+    x.t->requires_grad = true;
+    yt = bk_resample(ctx, x.t, oh, ow, (bk_resample_mode)mode);
+    check_grad(ctx, WHAT("resample %s %s -> %lldx%lld: autograd", mn[mode], shp(s, sb),
+                         (long long)oh, (long long)ow),
+               yt, gy.t, x.t, gx, TOL);
+    x.t->requires_grad = false;
+    /* the inline wrappers */
+    if (mode == BK_RESAMPLE_BILINEAR && oh == 2 * s.h && ow == 2 * s.w)
+        check_t(WHAT("up2 %s", shp(s, sb)), bk_up2(ctx, x.t), ys, y, TOL);
+    if (mode == BK_RESAMPLE_BILINEAR && oh == 4 * s.h && ow == 4 * s.w)
+        check_t(WHAT("up4 %s", shp(s, sb)), bk_up4(ctx, x.t), ys, y, TOL);
+    if (mode == BK_RESAMPLE_BILINEAR && oh == s.h / 2 && ow == s.w / 2) {
+        /* interpolate(scale_factor=0.5) samples with scale 2: the mean of each 2x2 block, also
+         * for odd sizes (where the size form, scale in/out, differs) */
+        double *avg = dalloc(ys);
+        ref_resample(x.d, s, oh, ow, BK_RESAMPLE_AVG2, avg);
+        check_t(WHAT("down2 %s", shp(s, sb)), bk_down2(ctx, x.t), ys, avg, TOL);
+        free(avg);
+    }
+    if (mode == BK_RESAMPLE_AVG2)
+        check_t(WHAT("avg_pool2 %s", shp(s, sb)), bk_avg_pool2(ctx, x.t), ys, y, TOL);
+    arr_free(&x), arr_free(&gy);
+    free(y), free(gx);
+    bk_step_end(ctx);
+}
+
+static void resample(void) {
+    const int B = BK_RESAMPLE_BILINEAR, AA = BK_RESAMPLE_BILINEAR_AA, AV = BK_RESAMPLE_AVG2;
+    const bk_shape s = {2, 13, 9, 11};
+    run_resample(s, 18, 22, B, 1);                       /* x2 */
+    run_resample((bk_shape){1, 17, 7, 5}, 28, 20, B, 2); /* x4 */
+    run_resample((bk_shape){2, 3, 18, 22}, 9, 11, B, 3); /* x0.5 */
+    run_resample(s, 4, 5, B, 4);                         /* down2 of odd sizes */
+    run_resample(s, 7, 13, B, 5);                        /* arbitrary */
+    run_resample((bk_shape){2, 3, 13, 3}, 5, 8, B, 6);
+    run_resample(s, 9, 11, B, 7);                        /* identity */
+    run_resample((bk_shape){1, 17, 1, 5}, 3, 2, B, 8);   /* from a single row */
+    run_resample((bk_shape){2, 3, 18, 22}, 9, 11, AA, 11);
+    run_resample(s, 4, 5, AA, 12);                       /* scales 2.25, 2.2 */
+    run_resample((bk_shape){1, 17, 13, 11}, 3, 3, AA, 13);
+    run_resample(s, 4, 20, AA, 14);                      /* shrink H, enlarge W */
+    run_resample(s, 9, 5, AA, 15);                       /* W only */
+    run_resample((bk_shape){2, 3, 13, 3}, 6, 1, AA, 16); /* to one column */
+    run_resample(s, 7, 10, AA, 17);                      /* scales < 2 */
+    run_resample(s, 4, 5, AV, 21);
+    run_resample((bk_shape){2, 3, 18, 22}, 9, 11, AV, 22);
+    run_resample((bk_shape){1, 17, 7, 5}, 3, 2, AV, 23);
+}
+
+static void resample_large(void) {
+    const bk_shape s = {2, 17, 64, 96};
+    run_resample(s, 128, 192, BK_RESAMPLE_BILINEAR, 31);
+    run_resample(s, 32, 48, BK_RESAMPLE_BILINEAR, 32);
+    run_resample(s, 32, 48, BK_RESAMPLE_BILINEAR_AA, 33);
+    run_resample(s, 32, 48, BK_RESAMPLE_AVG2, 34);
+    run_resample(s, 37, 50, BK_RESAMPLE_BILINEAR_AA, 35);
+    run_resample(s, 256, 384, BK_RESAMPLE_BILINEAR, 36);
+}
+
+/* ------------------------------------------------------------------ max pooling */
+
+/* Distinct values (no ties in any window): a shuffled ramp in [-1, 1]. */
+static arr arr_distinct(bk_ctx *ctx, bk_shape s, uint64_t seed) {
+    const size_t n = ref_numel(s);
+    float *f = malloc(n * sizeof *f), *r = malloc(n * sizeof *r);
+    bk_test_fill_uniform(r, n, 0, 1, seed);
+    for (size_t i = 0; i < n; i++) f[i] = -1.0f + 2.0f * (float)i / (float)n;
+    for (size_t i = n; i-- > 1;) { /* Fisher-Yates */
+        size_t j = (size_t)(r[i] * (float)(i + 1));
+        if (j > i) j = i;
+        float t = f[i];
+        f[i] = f[j];
+        f[j] = t;
+    }
+    free(r);
+    return arr_take(ctx, s, f);
+}
+
+static void run_max_pool(bk_shape s, int k, int stride, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const bk_shape ys = ref_max_pool_shape(s, k, stride);
+    arr x = arr_distinct(ctx, s, seed);
+    arr gy = arr_uniform(ctx, ys, -1, 1, seed + 1);
+    double *y = dalloc(ys), *gx = dalloc(s);
+    ref_max_pool(x.d, s, k, stride, y);
+    ref_max_pool_bwd(x.d, s, gy.d, k, stride, gx);
+    check_t(WHAT("max_pool k%d s%d %s", k, stride, shp(s, sb)), bk_max_pool(ctx, x.t, k, stride),
+            ys, y, TOL_MOVE);
+    x.t->requires_grad = true;
+    bk_tensor *yt = bk_max_pool(ctx, x.t, k, stride);
+    check_t(WHAT("max_pool k%d s%d %s (training)", k, stride, shp(s, sb)), yt, ys, y, TOL_MOVE);
+    check_grad(ctx, WHAT("max_pool k%d s%d %s: autograd", k, stride, shp(s, sb)), yt, gy.t, x.t,
+               gx, TOL_MOVE);
+    arr_free(&x), arr_free(&gy);
+    free(y), free(gx);
+    bk_step_end(ctx);
+}
+
+static void max_pool(void) {
+    run_max_pool((bk_shape){2, 13, 9, 11}, 3, 2, 1);
+    run_max_pool((bk_shape){1, 17, 7, 5}, 3, 2, 2);
+    run_max_pool((bk_shape){2, 3, 13, 3}, 3, 2, 3);
+    run_max_pool((bk_shape){2, 13, 9, 11}, 2, 2, 4);
+    run_max_pool((bk_shape){1, 17, 7, 5}, 2, 2, 5);
+    run_max_pool((bk_shape){2, 3, 13, 3}, 2, 2, 6);
+    run_max_pool((bk_shape){2, 17, 64, 96}, 3, 2, 7);
+    run_max_pool((bk_shape){2, 17, 64, 96}, 2, 2, 8);
+}
+
+/* ------------------------------------------------------------------ batch norm */
+
+/* A persistent 1,C,1,1 tensor with the given values. */
+static bk_tensor *channel_param(bk_ctx *ctx, const char *name, int64_t C, const float *v) {
+    bk_tensor *t = bk_tensor_new_persistent(ctx, name, 1, (bk_shape){1, C, 1, 1});
+    bk_tensor_set_nchw(t, v);
+    bk_tensor_touch(t);
+    return t;
+}
+
+static void run_batch_norm(bk_shape s, bool training, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    const int64_t C = s.c;
+    const size_t n = ref_numel(s), hw = (size_t)(s.h * s.w);
+    const float momentum = 0.1f, eps = 1e-5f;
+    const char *mode = training ? "train" : "eval";
+    /* per-channel offsets and scales so the statistics matter */
+    float *f = malloc(n * sizeof *f), *cm = malloc((size_t)C * sizeof *cm), *cs = malloc((size_t)C * sizeof *cs);
+    bk_test_fill_uniform(f, n, -1, 1, seed);
+    bk_test_fill_uniform(cm, (size_t)C, -2, 2, seed + 1);
+    bk_test_fill_uniform(cs, (size_t)C, 0.3f, 3, seed + 2);
+    for (size_t i = 0; i < n; i++) {
+        size_t c = (i / hw) % (size_t)C;
+        f[i] = cm[c] + cs[c] * f[i];
+    }
+    arr x = arr_take(ctx, s, f);
+    const bk_shape cs1 = {1, C, 1, 1};
+    arr gam = arr_uniform(ctx, cs1, 0.5f, 2, seed + 3), bet = arr_uniform(ctx, cs1, -1, 1, seed + 4);
+    /* running variances log-uniform in [1e-3, 3]: small ones make eps matter in eval */
+    arr rm = arr_uniform(ctx, cs1, -1, 1, seed + 5), rv = arr_uniform(ctx, cs1, -6.9f, 1.1f, seed + 6);
+    for (int64_t c = 0; c < C; c++) rv.d[c] = rv.f[c] = expf(rv.f[c]);
+    arr gy = arr_uniform(ctx, s, -1, 1, seed + 7);
+    bk_tensor *gt = channel_param(ctx, "gamma", C, gam.f), *bt = channel_param(ctx, "beta", C, bet.f);
+    bk_tensor *rmt = channel_param(ctx, "running_mean", C, rm.f);
+    bk_tensor *rvt = channel_param(ctx, "running_var", C, rv.f);
+
+    double *y = dalloc(s), *gx = dalloc(s), *nrm = dalloc(cs1), *nrv = dalloc(cs1);
+    double *gg = dalloc(cs1), *gb = dalloc(cs1);
+    ref_batch_norm(x.d, s, gam.d, bet.d, rm.d, rv.d, training, momentum, eps, y, nrm, nrv);
+    ref_batch_norm_bwd(x.d, s, gam.d, rm.d, rv.d, training, eps, gy.d, gx, gg, gb);
+
+    x.t->requires_grad = gt->requires_grad = bt->requires_grad = true;
+    bk_tensor *yt = bk_batch_norm(ctx, x.t, gt, bt, rmt, rvt, training, momentum, eps);
+    check_t(WHAT("batch_norm[%s] %s", mode, shp(s, sb)), yt, s, y, TOL);
+    check_t(WHAT("batch_norm[%s] %s: running mean", mode, shp(s, sb)), rmt, cs1, nrm, TOL);
+    check_t(WHAT("batch_norm[%s] %s: running var", mode, shp(s, sb)), rvt, cs1, nrv, TOL);
+    bk_tensor *in[3] = {x.t, gt, bt}, *g[3] = {0};
+    bk_grad(ctx, yt, gy.t, 3, in, g, false);
+    check_t(WHAT("batch_norm[%s] %s: grad x", mode, shp(s, sb)), g[0], s, gx, TOL);
+    check_t(WHAT("batch_norm[%s] %s: grad gamma", mode, shp(s, sb)), g[1], cs1, gg, TOL);
+    check_t(WHAT("batch_norm[%s] %s: grad beta", mode, shp(s, sb)), g[2], cs1, gb, TOL);
+    /* a second training call updates again, from the updated statistics */
+    if (training) {
+        double *y2 = dalloc(s), *nrm2 = dalloc(cs1), *nrv2 = dalloc(cs1);
+        ref_batch_norm(x.d, s, gam.d, bet.d, nrm, nrv, true, momentum, eps, y2, nrm2, nrv2);
+        bk_batch_norm(ctx, x.t, gt, bt, rmt, rvt, true, momentum, eps);
+        check_t(WHAT("batch_norm[train] %s: running mean after 2 calls", shp(s, sb)), rmt, cs1,
+                nrm2, TOL);
+        check_t(WHAT("batch_norm[train] %s: running var after 2 calls", shp(s, sb)), rvt, cs1,
+                nrv2, TOL);
+        free(y2), free(nrm2), free(nrv2);
+    }
+    bk_tensor_free(ctx, gt), bk_tensor_free(ctx, bt), bk_tensor_free(ctx, rmt), bk_tensor_free(ctx, rvt);
+    arr_free(&x), arr_free(&gam), arr_free(&bet), arr_free(&rm), arr_free(&rv), arr_free(&gy);
+    free(cm), free(cs), free(y), free(gx), free(nrm), free(nrv), free(gg), free(gb);
+    bk_step_end(ctx);
+}
+
+static void batch_norm(void) {
+    for (int training = 1; training >= 0; training--) {
+        run_batch_norm((bk_shape){2, 13, 9, 11}, training, 1);
+        run_batch_norm((bk_shape){1, 17, 7, 5}, training, 2);
+        run_batch_norm((bk_shape){2, 3, 13, 3}, training, 3);
+        run_batch_norm((bk_shape){3, 17, 1, 1}, training, 4);
+        run_batch_norm((bk_shape){2, 17, 64, 96}, training, 5);
+    }
+}
+
+/* ------------------------------------------------------------------ mean over H or W */
+
+static void run_mean_hw(bk_shape s, uint64_t seed) {
+    bk_ctx *ctx = bk_test_ctx();
+    char what[256], sb[64];
+    arr x = arr_uniform(ctx, s, -1, 1, seed);
+    for (int axis = BK_AXIS_H; axis <= BK_AXIS_W; axis++) {
+        const char *nm = axis == BK_AXIS_H ? "mean_h" : "mean_w";
+        const unsigned dims = axis == BK_AXIS_H ? REF_H : REF_W;
+        const bk_shape ms = ref_reduced_shape(s, dims);
+        const double inv = 1.0 / (double)(axis == BK_AXIS_H ? s.h : s.w);
+        arr gm = arr_uniform(ctx, ms, -1, 1, seed + 1 + axis);
+        arr gy = arr_uniform(ctx, s, -1, 1, seed + 5 + axis);
+        double *m = dalloc(ms), *e = dalloc(s), *g = dalloc(s), *t = dalloc(ms);
+        ref_sum_dims(x.d, s, dims, m);
+        ref_affine(m, ref_numel(ms), inv, 0, m);
+        ref_expand(m, ms, s, e);
+        x.t->requires_grad = true;
+        bk_tensor *mt = axis == BK_AXIS_H ? bk_mean_h(ctx, x.t) : bk_mean_w(ctx, x.t);
+        check_t(WHAT("%s %s", nm, shp(s, sb)), mt, ms, m, TOL);
+        ref_expand(gm.d, ms, s, g);
+        ref_affine(g, ref_numel(s), inv, 0, g);
+        check_grad(ctx, WHAT("%s %s: autograd", nm, shp(s, sb)), mt, gm.t, x.t, g, TOL);
+        /* broadcast back: x - expand(mean); gradient gy - expand(mean of gy) */
+        mt = axis == BK_AXIS_H ? bk_mean_h(ctx, x.t) : bk_mean_w(ctx, x.t);
+        bk_tensor *ct = bk_sub(ctx, x.t, bk_expand(ctx, mt, s));
+        ref_binary(REF_SUB, x.d, s, e, s, e);
+        check_t(WHAT("x - expand(%s) %s", nm, shp(s, sb)), ct, s, e, TOL);
+        ref_sum_dims(gy.d, s, dims, t);
+        ref_affine(t, ref_numel(ms), inv, 0, t);
+        ref_expand(t, ms, s, g);
+        ref_binary(REF_SUB, gy.d, s, g, s, g);
+        check_grad(ctx, WHAT("x - expand(%s) %s: autograd", nm, shp(s, sb)), ct, gy.t, x.t, g, TOL);
+        x.t->requires_grad = false;
+        arr_free(&gm), arr_free(&gy);
+        free(m), free(e), free(g), free(t);
+    }
+    arr_free(&x);
+    bk_step_end(ctx);
+}
+
+static void mean_hw(void) {
+    run_mean_hw((bk_shape){2, 13, 9, 11}, 1);
+    run_mean_hw((bk_shape){1, 17, 7, 5}, 2);
+    run_mean_hw((bk_shape){2, 3, 13, 1}, 3);
+    run_mean_hw((bk_shape){2, 17, 64, 96}, 4);
+}
+
 BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
              BK_TEST(conv2d_fused), BK_TEST(conv_transpose2d), BK_TEST(instance_norm),
              BK_TEST(instance_norm_large), BK_TEST(eltwise), BK_TEST(broadcast_c13),
              BK_TEST(broadcast_c17), BK_TEST(broadcast_large), BK_TEST(reduce_c13),
-             BK_TEST(reduce_c17), BK_TEST(reduce_large))
+             BK_TEST(reduce_c17), BK_TEST(reduce_large), BK_TEST(unary_new), BK_TEST(shape_ops),
+             BK_TEST(shape_ops_large), BK_TEST(resample), BK_TEST(resample_large),
+             BK_TEST(max_pool), BK_TEST(batch_norm), BK_TEST(mean_hw))

@@ -167,6 +167,22 @@ char *bk_fixture_attr_string(const bk_fixture *f, const char *obj, const char *a
     return s;
 }
 
+int bk_fixture_attr_count(const bk_fixture *f, const char *obj, const char *attr) {
+    H5T_class_t cls;
+    size_t size;
+    size_t count = attr_info(f, obj, attr, &cls, &size);
+    if (cls != H5T_INTEGER) broken(f, "%s: attribute '%s' is not an integer", obj, attr);
+    return (int)count;
+}
+
+char *bk_fixture_attr_string_or(const bk_fixture *f, const char *obj, const char *attr,
+                                const char *dflt) {
+    if (bk_fixture_has_attr(f, obj, attr)) return bk_fixture_attr_string(f, obj, attr);
+    char *s = strdup(dflt);
+    if (!s) broken(f, "out of memory");
+    return s;
+}
+
 int bk_fixture_attr_int_or(const bk_fixture *f, const char *obj, const char *attr, int dflt) {
     return bk_fixture_has_attr(f, obj, attr) ? bk_fixture_attr_int(f, obj, attr) : dflt;
 }

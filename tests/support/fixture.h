@@ -6,14 +6,26 @@
  *   ops.h5        root attributes format, torch_version, command, reference (strings)
  *                 /<case>/            one group per case; attributes
  *                     op              op name (string), e.g. "conv2d"
- *                     inputs          comma-separated input names in argument order, "x,w,b"
+ *                     inputs          comma-separated names of the differentiable inputs in
+ *                                     argument order, "x,w,b"
  *                     params          the inputs that are model parameters ("w,b" or "")
+ *                     buffers         (optional) non-differentiable state the op updates in
+ *                                     place (batch norm's running_mean,running_var)
+ *                     consts          (optional) non-differentiable data (earlier batches)
+ *                     outputs         (optional) names of several outputs ("h0,h1,low");
+ *                                     absent: one output, "out"
+ *                     order           (optional) 1: first order only (no v_ / d2_ datasets);
+ *                                     absent: 2
  *                     seed            numpy seed of the data
  *                     op parameters   stride_h stride_w pad_t pad_l pad_b pad_r groups out_pad_h
- *                                     out_pad_w (int), act (string), slope eps a b (double),
- *                                     shape (int[4]) — only those the op has
+ *                                     out_pad_w axis offset size full out_h out_w k stride
+ *                                     levels training (int), act mode (string), slope eps a b
+ *                                     lo hi p momentum scale_factor (double), shape (int[4]),
+ *                                     sizes (int[n]) — only those the op has
  *                 datasets (float32, PyTorch NCHW order and shapes)
  *                     <input>...  out  gout  d1_<input>  v_<input>  d2_<input>  d2_gout
+ *                     <buffer> new_<buffer> <const>; several outputs: out_<o> gout_<o>
+ *                     d2_gout_<o> instead of out gout d2_gout
  *                 out = op(inputs); d1 = autograd.grad(out, inputs, gout, create_graph=True);
  *                 d2 = grad of S = sum_i <v_i, d1_i> w.r.t. inputs and gout (zeros if unused).
  *   gp_critic.h5  /<variant>/ with attributes mid ("instance_norm" | "fused_leaky"), eps, slope,
@@ -21,7 +33,8 @@
  *                 x_hat d_out g norm gp grad_w1 grad_b1 grad_w2 grad_b2.
  *
  * Shapes. A dataset of rank 4 (d0,d1,d2,d3) becomes bk_shape {d0,d1,d2,d3}; rank 1 (C) — a conv
- * bias — becomes {1,C,1,1}; rank 0 (a scalar) {1,1,1,1}. Other ranks are refused. Data is
+ * bias, batch norm's gamma, beta and running statistics — becomes {1,C,1,1}; rank 0 (a scalar)
+ * {1,1,1,1}. Other ranks are refused. Data is
  * returned in the file's (NCHW) order: convert with bk_tensor_from_nchw / bk_tensor_set_nchw.
  *
  * Errors. A missing file, object or attribute, or one of the wrong kind, is a broken fixture:
@@ -66,10 +79,15 @@ void bk_fixture_attr_ints(const bk_fixture *f, const char *obj, const char *attr
                           int n);
 /* A fixed-length string attribute, NUL-terminated (malloc'd). */
 char *bk_fixture_attr_string(const bk_fixture *f, const char *obj, const char *attr);
+/* How many values an integer attribute holds (1 for a scalar), e.g. split's `sizes`. */
+int bk_fixture_attr_count(const bk_fixture *f, const char *obj, const char *attr);
 /* Integer / double / string attributes with a default when absent. */
 int bk_fixture_attr_int_or(const bk_fixture *f, const char *obj, const char *attr, int dflt);
 double bk_fixture_attr_double_or(const bk_fixture *f, const char *obj, const char *attr,
                                  double dflt);
+/* The string, or a malloc'd copy of dflt when absent. */
+char *bk_fixture_attr_string_or(const bk_fixture *f, const char *obj, const char *attr,
+                                const char *dflt);
 
 /* Shape of a float dataset as bokehlab sees it (see "Shapes"); *ndim (may be NULL) gets the
  * file's rank (0, 1 or 4), which is also the ndim of a matching persistent tensor. */

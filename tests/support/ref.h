@@ -95,6 +95,101 @@ unsigned ref_dims_to(bk_shape from, bk_shape to);
 /* y (shape ys) = x (shape xs) repeated along the dimensions where xs is 1. */
 void ref_expand(const double *x, bk_shape xs, bk_shape ys, double *y);
 
+/* ------------------------------------------------------------------ element-wise, issue 3
+ * One scalar function per kind, y = f(x), and its gradient gx = gy * f'(x) with PyTorch's
+ * convention at the kinks:
+ *   REF_CLAMP      torch.clamp(x, a, b)            f' = 1 on [a, b] (inclusive)
+ *   REF_RELU6      F.relu6 = hardtanh(x, 0, 6)     f' = 1 on (0, 6) (exclusive)
+ *   REF_HARDSWISH  x * min(max(x + 3, 0), 6) / 6   f' = 0 below -3, x/3 + 1/2 on [-3, 3], 1 above
+ *   REF_SIGMOID    1 / (1 + e^-x)                  f' = f (1 - f)
+ *   REF_TANH       tanh x                          f' = 1 - f^2
+ *   REF_EXP        e^x                             f' = e^x
+ *   REF_LOG        ln x                            f' = 1 / x
+ *   REF_POW        x^a (a constant)                f' = a x^(a-1)
+ * a, b are only read by REF_CLAMP (bounds) and REF_POW (a: the exponent). */
+typedef enum ref_unop {
+    REF_CLAMP, REF_RELU6, REF_HARDSWISH, REF_SIGMOID, REF_TANH, REF_EXP, REF_LOG, REF_POW
+} ref_unop;
+void ref_unary(ref_unop op, const double *x, size_t n, double a, double b, double *y);
+void ref_unary_bwd(ref_unop op, const double *x, const double *gy, size_t n, double a, double b,
+                   double *gx);
+/* gx = gy where lo <= x <= hi (inclusive) or lo < x < hi (not), else 0. */
+void ref_clamp_bwd(const double *gy, const double *x, size_t n, double lo, double hi,
+                   int inclusive, double *gx);
+
+/* ------------------------------------------------------------------ data movement
+ * Axes as bk_axis (BK_AXIS_N, _C, _H, _W). */
+int64_t *ref_dim(bk_shape *s, int axis);
+/* torch.cat(xs[0..n-1], axis); returns the result shape (y may be NULL to only get it). */
+bk_shape ref_concat(int n, const double *const *xs, const bk_shape *ss, int axis, double *y);
+/* x.narrow(axis, off, size) */
+void ref_slice(const double *x, bk_shape xs, int axis, int64_t off, int64_t size, double *y);
+/* zeros of extent `full` along axis with x at off (the adjoint of slice) */
+void ref_embed(const double *x, bk_shape xs, int axis, int64_t off, int64_t full, double *y);
+/* x.transpose(2, 3): y of shape N,C,W,H */
+void ref_transpose_hw(const double *x, bk_shape xs, double *y);
+/* F.pad(x, (l, r, t, b), mode="reflect"): y[i, j] = x[refl(i - t), refl(j - l)] with
+ * refl(k) = -k below 0 and 2(len-1) - k past the end (the edge is not repeated). */
+void ref_reflect_pad(const double *x, bk_shape xs, int t, int l, int b, int r, double *y);
+/* Its adjoint, by scattering: gx (shape xs) = sum of gy over every padded position that reads
+ * each input position. */
+void ref_reflect_pad_bwd(const double *gy, bk_shape xs, int t, int l, int b, int r, double *gx);
+/* y (N,C,oh,ow) zeros with y[2i, 2j] = x[i, j] */
+void ref_zero_insert(const double *x, bk_shape xs, int64_t oh, int64_t ow, double *y);
+/* x[:, :, ::2, ::2], shape N,C,ceil(H/2),ceil(W/2) */
+bk_shape ref_subsample_shape(bk_shape xs);
+void ref_subsample(const double *x, bk_shape xs, double *y);
+
+/* ------------------------------------------------------------------ resampling
+ * mode as bk_resample_mode: 0 F.interpolate(bilinear, align_corners=False) with scale in/out,
+ * 1 the same with antialias=True (PIL triangle filter of support in/out on each shrinking axis,
+ * plain bilinear on the others), 2 avg_pool2d(2, 2) (out = floor(in / 2)).
+ * ref_resample_matrix writes the dense out x in matrix of one axis (row i: the weights of
+ * output i); the 2-D operator is the product of the two axes' (separable). */
+void ref_resample_matrix(int mode, int64_t in, int64_t out, double *m);
+void ref_resample(const double *x, bk_shape xs, int64_t oh, int64_t ow, int mode, double *y);
+/* The adjoint: gx (shape xs) from gy (N,C,oh,ow), by the transposed matrices. */
+void ref_resample_bwd(const double *gy, bk_shape xs, int64_t oh, int64_t ow, int mode,
+                      double *gx);
+
+/* ------------------------------------------------------------------ max pooling
+ * MaxPool2d(k, stride), no padding, floor: y (N,C,(H-k)/s+1,(W-k)/s+1). The gradient goes to
+ * the first maximum of each window in row-major order (test data has no ties). */
+bk_shape ref_max_pool_shape(bk_shape xs, int k, int stride);
+void ref_max_pool(const double *x, bk_shape xs, int k, int stride, double *y);
+void ref_max_pool_bwd(const double *x, bk_shape xs, const double *gy, int k, int stride,
+                      double *gx);
+
+/* ------------------------------------------------------------------ batch norm
+ * BatchNorm2d: per channel c, statistics over N,H,W (M values):
+ *   training: mean, biased variance of the batch normalise; running stats become
+ *             (1 - momentum) r + momentum * (batch mean, UNBIASED batch variance);
+ *   eval:     running mean and variance normalise; running stats unchanged.
+ *   y = gamma * (x - mean) / sqrt(var + eps) + beta.
+ * gamma, beta, rmean, rvar: C values. new_rmean / new_rvar may be NULL. */
+void ref_batch_norm(const double *x, bk_shape s, const double *gamma, const double *beta,
+                    const double *rmean, const double *rvar, int training, double momentum,
+                    double eps, double *y, double *new_rmean, double *new_rvar);
+/* Gradients of <gy, y> w.r.t. x, gamma, beta (any may be NULL):
+ *   xhat = (x - mean) rstd, ggamma = sum gy xhat, gbeta = sum gy,
+ *   training gx = gamma rstd (gy - gbeta/M - xhat ggamma/M), eval gx = gamma rstd gy. */
+void ref_batch_norm_bwd(const double *x, bk_shape s, const double *gamma, const double *rmean,
+                        const double *rvar, int training, double eps, const double *gy,
+                        double *gx, double *ggamma, double *gbeta);
+
+/* ------------------------------------------------------------------ Laplacian pyramid (LPTN)
+ * gauss5(x, g)[h, w] = g * sum_{i,j<5} K[i][j] x[refl(h + i - 2), refl(w + j - 2)],
+ *   K = outer([1,4,6,4,1], [1,4,6,4,1]) / 256, per channel (reflect pad 2 + depthwise 5x5).
+ * lap_down(x) = subsample(gauss5(x, 1)); lap_up(x, oh, ow) = gauss5(zero_insert(x, oh, ow), 4).
+ * decompose: h_l = cur - lap_up(lap_down(cur), size of cur), cur = lap_down(cur); low = last cur.
+ * reconstruct: img = low; img = lap_up(img, size of h_l) + h_l for l = L-1 .. 0. */
+void ref_gauss5(const double *x, bk_shape xs, double gain, double *y);
+void ref_lap_down(const double *x, bk_shape xs, double *y); /* shape ref_subsample_shape(xs) */
+void ref_lap_up(const double *x, bk_shape xs, int64_t oh, int64_t ow, double *y);
+/* high[l] (malloc'd, shape hs[l]) for l < levels, low (malloc'd, shape *ls). */
+void ref_pyramid_decompose(const double *x, bk_shape xs, int levels, double **high, bk_shape *hs,
+                           double **low, bk_shape *ls);
+
 /* ------------------------------------------------------------------ conversions */
 double *ref_from_float(const float *p, size_t n); /* malloc'd double copy */
 float *ref_to_float(const double *p, size_t n);   /* malloc'd float copy */
