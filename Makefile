@@ -32,8 +32,8 @@ HDF5_CFLAGS = $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS   = $(shell pkg-config --libs hdf5 2>/dev/null) -lhdf5_hl
 
 CFLAGS  += -std=gnu11 $(OPT) $(ARCH) -fopenmp -fno-math-errno -Wall -Wextra -Wshadow -I. $(HDF5_CFLAGS) -MMD -MP
-LDFLAGS += -fopenmp $(LDSAN)
-LDLIBS  += -ldnnl $(HDF5_LIBS) -lm
+LDFLAGS += -fopenmp -pthread $(LDSAN)
+LDLIBS  += -ldnnl $(HDF5_LIBS) -lpng -ljpeg -lm
 
 LIB_DIRS := core layers losses models data train eval
 ALL_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
