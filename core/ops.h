@@ -186,6 +186,10 @@ static inline bk_tensor *bk_down2(bk_ctx *ctx, bk_tensor *x) {
     return bk_resample_factor(ctx, x, 0.5, BK_RESAMPLE_BILINEAR);
 }
 bk_tensor *bk_avg_pool2(bk_ctx *ctx, bk_tensor *x);
+/* The same resampling on a plain interleaved float image (h x w x c -> oh x ow x c), without a
+ * context or the tape: for data loading, on any thread. */
+void bk_resize_image(const float *src, int64_t h, int64_t w, int64_t c, float *dst, int64_t oh,
+                     int64_t ow, bk_resample_mode mode);
 /* MaxPool2d(k, stride), no padding, floor. First order only. */
 bk_tensor *bk_max_pool(bk_ctx *ctx, bk_tensor *x, int k, int stride);
 

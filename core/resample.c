@@ -186,16 +186,16 @@ static const resample_plan *get_plan(bk_ctx *ctx, bk_resample_mode mode, int64_t
     return p;
 }
 
-/* y (N, th.out, tw.out, C) = (th ⊗ tw) x (N, th.in, tw.in, C), H pass then W pass. */
-static void apply(bk_ctx *ctx, const taps *th, const taps *tw, const bk_tensor *x, bk_tensor *y) {
-    const int64_t N = x->n, C = x->c, IW = tw->in, OH = th->out, OW = tw->out;
+/* yd (N, th.out, tw.out, C) = (th ⊗ tw) xd (N, th.in, tw.in, C), H pass then W pass.
+ * tmp holds N * th.out * tw.in * C floats (unused when an axis is the identity). */
+static void apply_raw(const taps *th, const taps *tw, int64_t N, int64_t C, const float *xd,
+                      float *tmp, float *yd) {
+    const int64_t IW = tw->in, OH = th->out, OW = tw->out;
     const int64_t row = IW * C;
-    const float *xd = x->data;
-    float *tmp;
     if (th->identity) {
         tmp = (float *)xd;
     } else {
-        tmp = tw->identity ? y->data : bk_arena_alloc(&ctx->step, (size_t)(N * OH * row) * sizeof(float));
+        if (tw->identity) tmp = yd;
         const int64_t IH = th->in;
 #pragma omp parallel for collapse(2) schedule(static) if (N * OH * row > BK_PARALLEL_MIN)
         for (int64_t n = 0; n < N; n++)
@@ -217,10 +217,9 @@ static void apply(bk_ctx *ctx, const taps *th, const taps *tw, const bk_tensor *
             }
     }
     if (tw->identity) {
-        if (th->identity) bk_kernel_copy(y->data, xd, bk_numel(y));
+        if (th->identity) memcpy(yd, xd, (size_t)(N * OH * row) * sizeof *yd);
         return;
     }
-    float *yd = y->data;
 #pragma omp parallel for collapse(2) schedule(static) if (N * OH * OW * C > BK_PARALLEL_MIN)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < OH; i++) {
@@ -243,6 +242,29 @@ static void apply(bk_ctx *ctx, const taps *th, const taps *tw, const bk_tensor *
                 }
             }
         }
+}
+
+static void apply(bk_ctx *ctx, const taps *th, const taps *tw, const bk_tensor *x, bk_tensor *y) {
+    float *tmp = NULL;
+    if (!th->identity && !tw->identity)
+        tmp = bk_arena_alloc(&ctx->step, (size_t)(x->n * th->out * tw->in * x->c) * sizeof(float));
+    apply_raw(th, tw, x->n, x->c, x->data, tmp, y->data);
+}
+
+void bk_resize_image(const float *src, int64_t h, int64_t w, int64_t c, float *dst, int64_t oh,
+                     int64_t ow, bk_resample_mode mode) {
+    taps th, tw;
+    axis_taps(&th, mode, h, oh, 0.0f);
+    axis_taps(&tw, mode, w, ow, 0.0f);
+    float *tmp = NULL;
+    if (!th.identity && !tw.identity) {
+        tmp = malloc((size_t)(oh * w * c) * sizeof *tmp);
+        BK_CHECK(tmp, "out of memory resizing a %lldx%lld image", (long long)w, (long long)h);
+    }
+    apply_raw(&th, &tw, 1, c, src, tmp, dst);
+    free(tmp);
+    taps_free(&th);
+    taps_free(&tw);
 }
 
 static bk_tensor *resample_with(bk_ctx *ctx, bk_tensor *x, const resample_plan *p);
