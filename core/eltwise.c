@@ -97,7 +97,10 @@ bk_tensor *bk_relu_bwd(bk_ctx *ctx, bk_tensor *gy, bk_tensor *y, float slope) {
     const float *restrict g = gy->data, *restrict m = y->data;
     float *restrict out = gx->data;
     int64_t n = bk_numel(gy);
-    ELTWISE(n, out[i] = m[i] > 0.0f ? g[i] : slope * g[i]);
+    if (slope == 0.0f) /* a select, as torch: an infinite gradient where y <= 0 becomes 0 */
+        ELTWISE(n, out[i] = m[i] > 0.0f ? g[i] : 0.0f);
+    else
+        ELTWISE(n, out[i] = m[i] > 0.0f ? g[i] : slope * g[i]);
     bk_record(ctx, gx);
     return gx;
 }

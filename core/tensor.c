@@ -84,6 +84,15 @@ void bk_tensor_free(bk_ctx *ctx, bk_tensor *t) {
     free(t);
 }
 
+bk_tensor *bk_detach(bk_ctx *ctx, bk_tensor *t) {
+    bk_tensor *d = bk_arena_alloc(&ctx->step, sizeof *d);
+    init_header(d, bk_shape_of(t));
+    d->ndim = t->ndim;
+    d->life = BK_STEP;
+    d->data = t->data;
+    return d;
+}
+
 void bk_tensor_set_nchw(bk_tensor *t, const float *nchw) {
     const int64_t N = t->n, C = t->c, H = t->h, W = t->w;
     float *d = t->data;

@@ -91,6 +91,10 @@ bk_tensor *bk_scalar(bk_ctx *ctx, float value);
 bk_tensor *bk_tensor_new_persistent(bk_ctx *ctx, const char *name, int ndim, bk_shape s);
 void bk_tensor_free(bk_ctx *ctx, bk_tensor *t);
 
+/* A step tensor sharing t's data with no history: gradients do not flow through it
+ * (torch's t.detach()). */
+bk_tensor *bk_detach(bk_ctx *ctx, bk_tensor *t);
+
 /* Boundary conversions between PyTorch's NCHW order and the NHWC storage. */
 bk_tensor *bk_tensor_from_nchw(bk_ctx *ctx, bk_shape s, const float *nchw);
 void bk_tensor_set_nchw(bk_tensor *t, const float *nchw);

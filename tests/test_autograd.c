@@ -189,6 +189,21 @@ static void every_leaf_of_a_node_gets_its_gradient(void) {
     }
 }
 
+/* relu(x)^p with p < 1 has an infinite pow gradient at x = 0; ReLU's backward must select 0
+ * there (as torch does) rather than multiply, which would give 0 * inf = NaN. MS-SSIM relies
+ * on it. */
+static void relu_gradient_selects_zero(void) {
+    bk_ctx *ctx = bk_test_ctx();
+    bk_tensor *x = bk_tensor_new(ctx, (bk_shape){1, 4, 1, 1});
+    float v[4] = {-1.0f, 0.0f, 0.25f, 4.0f};
+    for (int i = 0; i < 4; i++) x->data[i] = v[i];
+    x->requires_grad = true;
+    bk_backward(ctx, bk_sum(ctx, bk_pow(ctx, bk_relu(ctx, x), 0.5f)), false);
+    float want[4] = {0.0f, 0.0f, 1.0f, 0.25f}; /* 0.5 x^-0.5 */
+    for (int i = 0; i < 4; i++)
+        EXPECT(x->grad->data[i] == want[i], "x = %g: gradient %g, want %g", v[i], x->grad->data[i], want[i]);
+}
+
 /* Asking for a third-order gradient through instance norm stops with a message. */
 static void third_order_instance_norm_refused(void) {
     char path[] = "/tmp/bk_test_stderr_XXXXXX";
@@ -228,4 +243,5 @@ BK_TEST_MAIN(BK_TEST(gradients_accumulate_over_uses), BK_TEST(persistent_gradien
              BK_TEST(no_grad_records_nothing), BK_TEST(grad_targets),
              BK_TEST(grad_skips_unneeded_terms), BK_TEST(second_order_closed_form),
              BK_TEST(create_graph_through_conv), BK_TEST(every_leaf_of_a_node_gets_its_gradient),
+             BK_TEST(relu_gradient_selects_zero),
              BK_TEST(third_order_instance_norm_refused))

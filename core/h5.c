@@ -1,0 +1,276 @@
+/* h5.c — HDF5 helpers (see h5.h). */
+#include "core/h5.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <hdf5_hl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+bk_status bk_h5_open(bk_h5 *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    quiet();
+    snprintf(f->path, sizeof f->path, "%s", path);
+    if (access(path, R_OK) != 0)
+        return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", path);
+    hid_t id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (id < 0) return bk_fail(BK_ERR_FORMAT, "%s: HDF5 cannot open it (damaged or truncated)", path);
+    f->file = id;
+    return BK_OK;
+}
+
+bk_status bk_h5_create(bk_h5 *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    quiet();
+    snprintf(f->path, sizeof f->path, "%s", path);
+    snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
+    hid_t id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (id < 0) return bk_fail(BK_ERR_IO, "%s: cannot create %s (directory missing or not writable?)", path, f->tmp);
+    f->file = id;
+    f->writing = true;
+    return BK_OK;
+}
+
+bk_status bk_h5_close(bk_h5 *f, bool commit) {
+    if (f->file <= 0) return BK_OK;
+    bk_status st = BK_OK;
+    if (f->writing && commit && H5Fflush((hid_t)f->file, H5F_SCOPE_GLOBAL) < 0)
+        st = bk_fail(BK_ERR_IO, "%s: writing failed (disk full?)", f->path);
+    if (H5Fclose((hid_t)f->file) < 0 && st == BK_OK)
+        st = bk_fail(BK_ERR_IO, "%s: closing failed (disk full?)", f->path);
+    f->file = 0;
+    if (f->writing) {
+        if (commit && st == BK_OK) {
+            FILE *sync = fopen(f->tmp, "rb+");
+            if (sync) {
+                if (fflush(sync) != 0 || fsync(fileno(sync)) != 0)
+                    st = bk_fail(BK_ERR_IO, "%s: cannot flush to disk: %s", f->path, strerror(errno));
+                fclose(sync);
+            }
+            if (st == BK_OK && rename(f->tmp, f->path) != 0)
+                st = bk_fail(BK_ERR_IO, "%s: cannot move the written file into place: %s", f->path,
+                             strerror(errno));
+        }
+        if (!commit || st != BK_OK) unlink(f->tmp);
+    }
+    return st;
+}
+
+bool bk_h5_exists(const bk_h5 *f, const char *name) {
+    quiet();
+    /* check each path component: H5Lexists fails on a missing intermediate group */
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1; ; p++) {
+        char c = *p;
+        if (c == '/' || c == '\0') {
+            *p = '\0';
+            if (H5Lexists((hid_t)f->file, buf, H5P_DEFAULT) <= 0) return false;
+            if (c == '\0') return true;
+            *p = c;
+        }
+    }
+}
+
+bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *dims, float **data) {
+    *data = NULL;
+    if (!bk_h5_exists(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no dataset %s", f->path, name);
+    hid_t d = H5Dopen2((hid_t)f->file, name, H5P_DEFAULT);
+    if (d < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a dataset", f->path, name);
+    bk_status st = BK_OK;
+    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+    int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s is not a float dataset", f->path, name);
+    } else if (nd < 0 || nd > BK_H5_MAX_DIMS) {
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s has an unsupported rank", f->path, name);
+    } else {
+        hsize_t hd[BK_H5_MAX_DIMS];
+        H5Sget_simple_extent_dims(space, hd, NULL);
+        size_t n = 1;
+        for (int i = 0; i < nd; i++) {
+            dims[i] = (int64_t)hd[i];
+            n *= hd[i];
+        }
+        *ndim = nd;
+        *data = malloc((n ? n : 1) * sizeof **data);
+        if (!*data) st = bk_fail(BK_ERR_FORMAT, "%s: %s: out of memory", f->path, name);
+        else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
+            st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file",
+                         f->path, name);
+    }
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(d);
+    if (st != BK_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return st;
+}
+
+static void dims_str(int ndim, const int64_t *dims, char *buf, size_t len) {
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ndim && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, "%s%lld", i ? "x" : "", (long long)dims[i]);
+    if (ndim == 0) snprintf(buf, len, "scalar");
+}
+
+bk_status bk_h5_read_f32_into(const bk_h5 *f, const char *name, int ndim, const int64_t *dims,
+                              float *data) {
+    int got_nd;
+    int64_t got[BK_H5_MAX_DIMS];
+    float *v;
+    bk_status st = bk_h5_read_f32(f, name, &got_nd, got, &v);
+    if (st != BK_OK) return st;
+    bool same = got_nd == ndim;
+    size_t n = 1;
+    for (int i = 0; same && i < ndim; i++) {
+        same = got[i] == dims[i];
+        n *= (size_t)dims[i];
+    }
+    if (!same) {
+        char a[128], b[128];
+        dims_str(got_nd, got, a, sizeof a);
+        dims_str(ndim, dims, b, sizeof b);
+        free(v);
+        return bk_fail(BK_ERR_SHAPE, "%s: %s has shape %s, expected %s", f->path, name, a, b);
+    }
+    memcpy(data, v, n * sizeof *data);
+    free(v);
+    return BK_OK;
+}
+
+bk_status bk_h5_write_f32(bk_h5 *f, const char *name, int ndim, const int64_t *dims,
+                          const float *data) {
+    BK_CHECK(f->writing, "%s: not open for writing", f->path);
+    BK_CHECK(ndim >= 1 && ndim <= BK_H5_MAX_DIMS, "dataset rank %d", ndim);
+    hsize_t hd[BK_H5_MAX_DIMS], chunk[BK_H5_MAX_DIMS] = {0};
+    size_t inner = 1;
+    for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
+    /* chunks of at most ~1M values: whole trailing dimensions, a slice of the first */
+    for (int i = ndim - 1; i >= 0; i--) {
+        if (i > 0) {
+            chunk[i] = hd[i];
+            inner *= hd[i];
+        } else {
+            size_t rows = inner ? (1u << 20) / inner : 1;
+            chunk[0] = rows < 1 ? 1 : rows > hd[0] ? hd[0] : rows;
+        }
+    }
+    for (int i = 0; i < ndim; i++)
+        if (chunk[i] == 0) chunk[i] = 1;
+    hid_t space = H5Screate_simple(ndim, hd, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    bool empty = false;
+    for (int i = 0; i < ndim; i++) empty |= hd[i] == 0;
+    if (!empty) {
+        H5Pset_chunk(dcpl, ndim, chunk);
+        H5Pset_fletcher32(dcpl);
+    }
+    hid_t d = H5Dcreate2((hid_t)f->file, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    bk_status st = BK_OK;
+    if (d < 0) st = bk_fail(BK_ERR_IO, "%s: cannot create dataset %s", f->path, name);
+    else if (!empty && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        st = bk_fail(BK_ERR_IO, "%s: writing %s failed (disk full?)", f->path, name);
+    if (d >= 0) H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    return st;
+}
+
+typedef struct list_state {
+    char **names;
+    int count, cap;
+} list_state;
+
+static herr_t collect(hid_t group, const char *name, const H5L_info_t *info, void *arg) {
+    (void)group;
+    (void)info;
+    list_state *s = arg;
+    if (s->count == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        char **grown = realloc(s->names, (size_t)s->cap * sizeof *grown);
+        if (!grown) return -1;
+        s->names = grown;
+    }
+    s->names[s->count] = strdup(name);
+    if (!s->names[s->count]) return -1;
+    s->count++;
+    return 0;
+}
+
+bk_status bk_h5_list(const bk_h5 *f, const char *group, char ***names, int *count) {
+    *names = NULL;
+    *count = 0;
+    if (!bk_h5_exists(f, group)) return BK_OK;
+    hid_t g = H5Gopen2((hid_t)f->file, group, H5P_DEFAULT);
+    if (g < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a group", f->path, group);
+    list_state s = {0};
+    hsize_t idx = 0;
+    herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &s);
+    H5Gclose(g);
+    if (r < 0) {
+        for (int i = 0; i < s.count; i++) free(s.names[i]);
+        free(s.names);
+        return bk_fail(BK_ERR_FORMAT, "%s: cannot list %s", f->path, group);
+    }
+    *names = s.names;
+    *count = s.count;
+    return BK_OK;
+}
+
+bk_status bk_h5_set_attr_str(bk_h5 *f, const char *name, const char *value) {
+    if (H5LTset_attribute_string((hid_t)f->file, "/", name, value) < 0)
+        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s", f->path, name);
+    return BK_OK;
+}
+
+bk_status bk_h5_set_attr_int(bk_h5 *f, const char *name, int64_t value) {
+    long long v = value;
+    if (H5LTset_attribute_long_long((hid_t)f->file, "/", name, &v, 1) < 0)
+        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s", f->path, name);
+    return BK_OK;
+}
+
+bool bk_h5_has_attr(const bk_h5 *f, const char *name) {
+    quiet();
+    return H5Aexists_by_name((hid_t)f->file, "/", name, H5P_DEFAULT) > 0;
+}
+
+bk_status bk_h5_get_attr_str(const bk_h5 *f, const char *name, char *value, size_t len) {
+    if (!bk_h5_has_attr(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
+    hsize_t dims;
+    H5T_class_t cls;
+    size_t size;
+    if (H5LTget_attribute_info((hid_t)f->file, "/", name, &dims, &cls, &size) < 0 || cls != H5T_STRING)
+        return bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not a string", f->path, name);
+    char *buf = malloc(size + 1);
+    if (!buf) return bk_fail(BK_ERR_FORMAT, "out of memory");
+    if (H5LTget_attribute_string((hid_t)f->file, "/", name, buf) < 0) {
+        free(buf);
+        return bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+    }
+    buf[size] = '\0';
+    snprintf(value, len, "%s", buf);
+    free(buf);
+    return BK_OK;
+}
+
+bk_status bk_h5_get_attr_int(const bk_h5 *f, const char *name, int64_t *value) {
+    if (!bk_h5_has_attr(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
+    long long v;
+    if (H5LTget_attribute_long_long((hid_t)f->file, "/", name, &v) < 0)
+        return bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not an integer", f->path, name);
+    *value = v;
+    return BK_OK;
+}

@@ -1,0 +1,55 @@
+/* h5.h — the HDF5 files bokehlab reads and writes: float32 datasets with checksums, and
+ * attributes on the root.
+ *
+ * Datasets are chunked with the Fletcher32 checksum filter, so a flipped bit is detected when
+ * the data is read (SPEC §6). A file is written as "<path>.tmp" and renamed into place by
+ * bk_h5_close(..., commit = true): a crash or a failed write leaves the previous file intact.
+ * HDF5's own error printing is switched off; every failure returns a bk_status with a message
+ * naming the file and the object. HDF5 (the Debian serial build) is not thread-safe: use it from
+ * one thread.
+ */
+#ifndef BK_H5_H
+#define BK_H5_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+enum { BK_H5_MAX_DIMS = 8 };
+
+typedef struct bk_h5 {
+    int64_t file;      /* hid_t */
+    bool writing;
+    char path[1024];   /* the final path */
+    char tmp[1040];    /* where a file being written lives until committed */
+} bk_h5;
+
+bk_status bk_h5_open(bk_h5 *f, const char *path);
+/* Starts writing `path` (through "<path>.tmp"). */
+bk_status bk_h5_create(bk_h5 *f, const char *path);
+/* Closes; a file being written is renamed into place if commit, removed otherwise. */
+bk_status bk_h5_close(bk_h5 *f, bool commit);
+
+bool bk_h5_exists(const bk_h5 *f, const char *name);
+/* Reads float dataset `name`: its rank and dims, and its values (malloc'd, C order). */
+bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *dims, float **data);
+/* Reads into caller memory, which must hold exactly the given shape. */
+bk_status bk_h5_read_f32_into(const bk_h5 *f, const char *name, int ndim, const int64_t *dims,
+                              float *data);
+/* Writes float dataset `name` (intermediate groups created), chunked, with Fletcher32. */
+bk_status bk_h5_write_f32(bk_h5 *f, const char *name, int ndim, const int64_t *dims,
+                          const float *data);
+
+/* Names of the datasets directly under `group` ("/params"), in HDF5's name order; *names is
+ * malloc'd (free each and the array). 0 names if the group does not exist. */
+bk_status bk_h5_list(const bk_h5 *f, const char *group, char ***names, int *count);
+
+bk_status bk_h5_set_attr_str(bk_h5 *f, const char *name, const char *value);
+bk_status bk_h5_set_attr_int(bk_h5 *f, const char *name, int64_t value);
+/* Reads a root attribute; `value` gets at most len-1 characters. */
+bk_status bk_h5_get_attr_str(const bk_h5 *f, const char *name, char *value, size_t len);
+bk_status bk_h5_get_attr_int(const bk_h5 *f, const char *name, int64_t *value);
+bool bk_h5_has_attr(const bk_h5 *f, const char *name);
+
+#endif
