@@ -84,6 +84,7 @@ demo:
 
 fixtures:
 	scripts/gen_fixtures.py tests/fixtures
+	scripts/gen_loss_fixtures.py tests/fixtures
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
