@@ -120,6 +120,15 @@ bk_conv_geom bk_conv_geom_make(bk_shape x, bk_shape w, bk_conv_opts o, int trans
     return g;
 }
 
+/* Multiply-accumulates of one direction of a direct convolution (all directions cost the same). */
+static double conv_macs(const bk_conv_geom *g) {
+    /* per output (or, transposed, per input) pixel: kh*kw*cin/groups MACs for each channel */
+    double px = g->transposed ? (double)g->ih * g->iw : (double)g->oh * g->ow;
+    double per = g->transposed ? (double)g->oc / g->groups : (double)g->ic / g->groups;
+    double ch = g->transposed ? (double)g->ic : (double)g->oc;
+    return (double)g->n * px * ch * per * g->kh * g->kw;
+}
+
 static bk_shape in_shape(const bk_conv_geom *g) { return (bk_shape){g->n, g->ic, g->ih, g->iw}; }
 static bk_shape out_shape(const bk_conv_geom *g) { return (bk_shape){g->n, g->oc, g->oh, g->ow}; }
 
@@ -326,6 +335,7 @@ bk_tensor *bk_conv_fwd(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,
     if (b) data[k++] = b->data;
     data[k++] = y->data;
     bk_prim_run(ctx, &v->prim, data);
+    ctx->stats.conv_macs += conv_macs(g);
 
     y->op = BK_OP_CONV;
     y->src[0] = x;
@@ -347,6 +357,7 @@ bk_tensor *bk_conv_bwd_data(bk_ctx *ctx, bk_tensor *gy, bk_tensor *w, const bk_c
     bk_tensor *gx = bk_tensor_new(ctx, in_shape(g));
     const void *data[3] = {gy->data, wd, gx->data};
     bk_prim_run(ctx, p, data);
+    ctx->stats.conv_macs += conv_macs(g);
 
     gx->op = BK_OP_CONV_BWD_DATA;
     gx->src[0] = gy;
@@ -369,6 +380,7 @@ static void run_bwd_weights(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_c
     float *dw = direct ? gw->data : bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(md));
     const void *data[4] = {x->data, gy->data, dw, bias ? gb->data : NULL};
     bk_prim_run(ctx, p, data);
+    ctx->stats.conv_macs += conv_macs(g);
     if (!direct) bk_reorder(ctx, md, dw, &pl->w_user_md, gw->data);
 }
 

@@ -26,6 +26,10 @@
  * WARN prints one line per primitive to stderr; FAIL stops (tests run with FAIL). */
 typedef enum bk_impl_policy { BK_IMPL_WARN = 0, BK_IMPL_FAIL = 1 } bk_impl_policy;
 
+/* Called at the start and end of each named block of a model (layers report themselves with
+ * bk_block_begin / bk_block_end): model summaries and per-layer profiles hang here. */
+typedef void (*bk_block_hook)(void *data, const char *name, bool end, const bk_tensor *out);
+
 typedef struct bk_stats {
     uint64_t primitives_created; /* oneDNN primitives created (each is then reused) */
     uint64_t weight_reorders;    /* weights reordered into a kernel's format */
@@ -33,6 +37,7 @@ typedef struct bk_stats {
     size_t persistent_bytes;     /* persistent tensor bytes alive now */
     size_t persistent_peak;
     size_t scratchpad_bytes;     /* size of the shared oneDNN scratchpad */
+    double conv_macs;            /* multiply-accumulates of every conv executed (all directions) */
 } bk_stats;
 
 struct bk_ctx {
@@ -56,6 +61,9 @@ struct bk_ctx {
 
     bk_impl_policy impl_policy;
     bk_stats stats;
+
+    bk_block_hook block_hook;  /* NULL: blocks cost nothing */
+    void *block_hook_data;
 };
 
 /* Creates the CPU engine; fails with a message if oneDNN cannot. */
@@ -75,6 +83,14 @@ void bk_ctx_reserve_scratch(bk_ctx *ctx, size_t bytes);
 /* Accounting for persistent allocations (tensor.c). */
 void *bk_persistent_alloc(bk_ctx *ctx, size_t bytes);
 void bk_persistent_release(bk_ctx *ctx, void *p, size_t bytes);
+
+/* Marks the start and the end (with its output) of a named block for the block hook. */
+static inline void bk_block_begin(bk_ctx *ctx, const char *name) {
+    if (ctx->block_hook) ctx->block_hook(ctx->block_hook_data, name, false, NULL);
+}
+static inline void bk_block_end(bk_ctx *ctx, const char *name, const bk_tensor *out) {
+    if (ctx->block_hook) ctx->block_hook(ctx->block_hook_data, name, true, out);
+}
 
 /* One line of memory figures: step peak, persistent now/peak, scratchpad. */
 void bk_ctx_print_memory(const bk_ctx *ctx, void *file);

@@ -72,21 +72,41 @@ bk_status bk_shape_from_torch(int ndim, const int64_t *dims, bk_shape *s) {
 
 static const char *group_of(bk_param_kind kind) { return kind == BK_PARAM ? "params" : "buffers"; }
 
+bk_status bk_h5_write_tensor(bk_h5 *f, const char *name, const bk_tensor *t) {
+    int64_t dims[4], one = 1;
+    bk_torch_shape(t, dims);
+    float *nchw = malloc((size_t)bk_numel(t) * sizeof *nchw);
+    BK_CHECK(nchw, "out of memory");
+    bk_tensor_to_nchw(t, nchw);
+    bk_status st = bk_h5_write_f32(f, name, t->ndim ? t->ndim : 1, t->ndim ? dims : &one, nchw);
+    free(nchw);
+    return st;
+}
+
+bk_status bk_h5_read_tensor(bk_ctx *ctx, const bk_h5 *f, const char *name, bk_tensor **out) {
+    int nd;
+    int64_t dims[BK_H5_MAX_DIMS];
+    float *v;
+    *out = NULL;
+    bk_status st = bk_h5_read_f32(f, name, &nd, dims, &v);
+    if (st != BK_OK) return st;
+    bk_shape s;
+    if (nd == 3 || (st = bk_shape_from_torch(nd, dims, &s)) != BK_OK) {
+        free(v);
+        return bk_fail(BK_ERR_SHAPE, "%s: %s has rank %d; expected N,C,H,W", f->path, name, nd);
+    }
+    *out = bk_tensor_from_nchw(ctx, s, v);
+    (*out)->ndim = nd;
+    free(v);
+    return BK_OK;
+}
+
 bk_status bk_params_save(const bk_params *ps, bk_h5 *f, const char *prefix) {
     for (int i = 0; i < ps->n; i++) {
         const bk_param *p = &ps->v[i];
         char name[1024];
         snprintf(name, sizeof name, "%s/%s/%s", prefix, group_of(p->kind), p->name);
-        int64_t dims[4];
-        bk_torch_shape(p->t, dims);
-        int64_t n = bk_numel(p->t);
-        float *nchw = malloc((size_t)n * sizeof *nchw);
-        BK_CHECK(nchw, "out of memory");
-        bk_tensor_to_nchw(p->t, nchw);
-        int ndim = p->t->ndim ? p->t->ndim : 1;
-        int64_t one = 1;
-        bk_status st = bk_h5_write_f32(f, name, ndim, p->t->ndim ? dims : &one, nchw);
-        free(nchw);
+        bk_status st = bk_h5_write_tensor(f, name, p->t);
         if (st != BK_OK) return st;
     }
     return BK_OK;

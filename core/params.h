@@ -43,6 +43,11 @@ void bk_params_free(bk_ctx *ctx, bk_params *ps);
 void bk_torch_shape(const bk_tensor *t, int64_t *dims);
 bk_status bk_shape_from_torch(int ndim, const int64_t *dims, bk_shape *s);
 
+/* One tensor as a dataset in PyTorch's layout (ndim from the tensor; a scalar as shape (1)). */
+bk_status bk_h5_write_tensor(bk_h5 *f, const char *name, const bk_tensor *t);
+/* A dataset of rank 1, 2 or 4 into a new step tensor. */
+bk_status bk_h5_read_tensor(bk_ctx *ctx, const bk_h5 *f, const char *name, bk_tensor **out);
+
 bk_status bk_params_save(const bk_params *ps, bk_h5 *f, const char *prefix);
 bk_status bk_params_load(bk_params *ps, const bk_h5 *f, const char *prefix);
 /* The same for a file holding the union of several sets (a network and its heads). */

@@ -49,3 +49,42 @@ bk_tensor *bk_patch_critic_forward(bk_ctx *ctx, const bk_patch_critic *p, bk_ten
     }
     return bk_conv2d(ctx, h, p->final_w, p->final_b, bk_conv_opts_make(1, 2, 1), bk_act_none(), NULL);
 }
+
+/* ---------------------------------------------------------------- as a registry kind */
+
+#include <stdlib.h>
+
+#include "models/model.h"
+
+static void *create_kind(bk_ctx *ctx, bk_params *ps, const char *variant, uint64_t seed) {
+    (void)variant;
+    bk_critic *c = calloc(1, sizeof *c);
+    BK_CHECK(c, "out of memory");
+    bk_critic_init(ctx, c, seed);
+    *ps = c->params; /* the model owns the parameter set; the struct keeps its tensor pointers */
+    c->params = (bk_params){0};
+    return c;
+}
+
+static void forward_kind(bk_ctx *ctx, const void *impl, bk_tensor *x, const bk_forward_opts *o,
+                         bk_model_out *out) {
+    (void)o;
+    const bk_critic *c = impl;
+    bk_block_begin(ctx, "patch");
+    out->y = bk_patch_critic_forward(ctx, &c->patch, x);
+    bk_block_end(ctx, "patch", out->y);
+    bk_block_begin(ctx, "full");
+    out->aux = bk_patch_critic_forward(ctx, &c->full, x);
+    bk_block_end(ctx, "full", out->aux);
+}
+
+const bk_model_kind bk_critic_kind = {
+    .name = "multi_rf_discriminator",
+    .description = "BGGAN's critic: PatchGAN critics with receptive fields 70 and 286, 13,919,106 parameters",
+    .minus_one_to_one = true,
+    .multiple = 1,
+    .out_names = {"y_patch", "y_full"},
+    .create = create_kind,
+    .forward = forward_kind,
+    .destroy = free,
+};
