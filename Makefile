@@ -52,7 +52,7 @@ SUPPORT_OBJ  := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 ASAN_SKIP  ?=
 ASAN_TESTS ?= $(filter-out $(ASAN_SKIP),$(notdir $(TEST_BINS)))
 
-.PHONY: depcheck all deps check check-asan demo fixtures clean tests
+.PHONY: depcheck all deps check check-asan check-scripts demo fixtures clean tests
 all: depcheck $(LIB) $(BINS)
 tests: $(TEST_BINS)
 
@@ -83,8 +83,16 @@ demo:
 	@exit 2
 
 fixtures:
+	@scripts/deps.sh --python
 	scripts/gen_fixtures.py tests/fixtures
 	scripts/gen_loss_fixtures.py tests/fixtures
+	scripts/gen_model_fixtures.py tests/fixtures
+
+# The weight import / export scripts against PyTorch (needs the Python packages; not in check).
+check-scripts:
+	@scripts/deps.sh --python
+	@$(MAKE) --no-print-directory all
+	scripts/test_weight_scripts.py --forward $(BUILD)/bin/forward
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

@@ -2,10 +2,12 @@
 # deps.sh — install the Debian 12 packages bokehlab needs, only if some are missing.
 #   scripts/deps.sh           install what is missing (apt-get update only then)
 #   scripts/deps.sh --check   list what is missing and fail, installing nothing
+#   scripts/deps.sh --python  also the Python packages of scripts/ (fixtures, weight converters)
 set -euo pipefail
 
 packages=(gcc libc6-dev make pkg-config
           libdnnl-dev libhdf5-dev libpng-dev libjpeg62-turbo-dev libinih-dev)
+[ "${1:-}" = "--python" ] && packages+=(python3-torch python3-h5py python3-numpy python3-skimage)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -31,6 +31,30 @@ void bk_fw_values(const char *key, float scale, float *out, int64_t n) {
     }
 }
 
+void bk_fw_values_affine(const char *key, float scale, float offset, float *out, int64_t n) {
+    if (offset != 0.0f) {
+        int e;
+        BK_CHECK(frexpf(scale, &e) == 0.5f, "%s: an offset needs a power-of-two scale, not %.9g", key,
+                 scale);
+    }
+    bk_fw_values(key, scale, out, n);
+    for (int64_t i = 0; i < n; i++) out[i] = offset + out[i];
+}
+
+void bk_fw_sketch(const char *key, const float *g, int64_t n, int nk, double *out) {
+    BK_CHECK(nk >= 1 && nk <= 64, "a sketch of %d projections", nk);
+    const uint64_t h = bk_fw_fnv1a64(key);
+    /* out[k] = 2 sum_{bit k set} g_i - sum_i g_i */
+    double set[64] = {0}, total = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t z = bk_fw_mix(h + (uint64_t)i);
+        const double v = g[i];
+        total += v;
+        for (int k = 0; k < nk; k++) set[k] += (double)((z >> k) & 1u) * v;
+    }
+    for (int k = 0; k < nk; k++) out[k] = 2.0 * set[k] - total;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;

@@ -32,6 +32,17 @@ uint64_t bk_fw_mix(uint64_t z);
 /* out[i] = scale * (2u_i - 1) for i < n, the values of key K in PyTorch C order. */
 void bk_fw_values(const char *key, float scale, float *out, int64_t n);
 
+/* out[i] = offset + scale * (2u_i - 1): the model fixtures' form (scripts/gen_model_fixtures.py),
+ * where a non-zero offset comes with a power-of-two scale, so the product is exact and the
+ * result is the same whether or not the compiler fuses it (checked: BK_CHECK). */
+void bk_fw_values_affine(const char *key, float scale, float offset, float *out, int64_t n);
+
+/* A Rademacher sketch of g (n values in PyTorch C order): out[k] = sum_i r_ki g_i for
+ * k < nk <= 64, r_ki = +1 if bit k of mix(fnv1a64(key) + i) is set, else -1, summed in double.
+ * gen_model_fixtures.py computes the same for the reference gradients (see its docstring for
+ * the estimator of ||a - b|| made from two sketches). */
+void bk_fw_sketch(const char *key, const float *g, int64_t n, int nk, double *out);
+
 /* The scale of tensor `name` of `net` with PyTorch shape given by t (ndim, shape). */
 float bk_fw_scale(const char *net, const char *name, const bk_tensor *t);
 /* Sets a persistent tensor to the formula values of key "<net>/<name>" with its rule's scale,
