@@ -78,9 +78,7 @@ check-asan:
 demo:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@echo "bokehlab: 'make demo' (synthetic dataset, AMPN training, evaluation, rendering) is not available yet:" >&2
-	@echo "bokehlab: the data loader, models and trainers it runs are still being built. 'make check' runs the tests." >&2
-	@exit 2
+	@scripts/demo.sh
 
 fixtures:
 	@scripts/deps.sh --python

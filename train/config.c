@@ -192,14 +192,12 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
 /* ---------------------------------------------------------------- INI files */
 
 typedef struct parse_state {
-    bk_config *c;
     const char *origin;
     int line;              /* of the line being parsed (counted by the reader) */
     bk_status status;      /* the first error */
-    bool seen[BK_CONFIG_NKEYS];
-    int seen_line[BK_CONFIG_NKEYS];
-    /* reading a FILE or a string */
-    FILE *f;
+    bk_ini_handler handler;
+    void *user;
+    FILE *f;               /* reading a FILE or a string */
     const char *text;
 } parse_state;
 
@@ -226,14 +224,8 @@ static int on_value(void *user, const char *section, const char *name, const cha
     if (s->status != BK_OK) return 1;
     char where[600];
     snprintf(where, sizeof where, "%s:%d", s->origin, s->line);
-    int i = find(section, name);
-    if (i >= 0 && s->seen[i]) {
-        s->status = bk_fail(BK_ERR_ARG, "%s: %s.%s is set twice (also on line %d)", where, section, name, s->seen_line[i]);
-        return 1;
-    }
-    s->status = assign(s->c, section, name, value, where);
-    if (i >= 0) s->seen[i] = true, s->seen_line[i] = s->line;
-    return 1; /* our own errors are reported through status, with the line */
+    s->status = s->handler(s->user, section, name, value, where);
+    return 1; /* errors travel through status, with the line */
 }
 
 static bk_status parse(parse_state *s) {
@@ -241,21 +233,48 @@ static bk_status parse(parse_state *s) {
     if (s->status != BK_OK) return s->status;
     if (r > 0)
         return bk_fail(BK_ERR_ARG, "%s:%d: not a valid INI line (expected [section] or key = value)", s->origin, r);
-    if (r < 0) return bk_fail(BK_ERR_IO, "%s: cannot read the configuration", s->origin);
+    if (r < 0) return bk_fail(BK_ERR_IO, "%s: cannot read it", s->origin);
     return BK_OK;
 }
 
-bk_status bk_config_load(bk_config *c, const char *path) {
+bk_status bk_ini_parse(const char *path, bk_ini_handler handler, void *user) {
     FILE *f = fopen(path, "r");
-    if (!f) return bk_fail(BK_ERR_IO, "%s: cannot open the configuration: %s", path, strerror(errno));
-    parse_state s = {.c = c, .origin = path, .f = f};
+    if (!f) return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    parse_state s = {.origin = path, .f = f, .handler = handler, .user = user};
     bk_status st = parse(&s);
     fclose(f);
     return st;
 }
 
+/* The config's own handler: each key once, then assign(). */
+typedef struct config_state {
+    bk_config *c;
+    int seen_line[BK_CONFIG_NKEYS];
+} config_state;
+
+static bk_status config_value(void *user, const char *section, const char *name, const char *value,
+                              const char *where) {
+    config_state *cs = user;
+    int i = find(section, name);
+    int line = atoi(strrchr(where, ':') ? strrchr(where, ':') + 1 : "0");
+    if (i >= 0 && cs->seen_line[i])
+        return bk_fail(BK_ERR_ARG, "%s: %s.%s is set twice (also on line %d)", where, section, name, cs->seen_line[i]);
+    bk_status st = assign(cs->c, section, name, value, where);
+    if (i >= 0) cs->seen_line[i] = line;
+    return st;
+}
+
+bk_status bk_config_load(bk_config *c, const char *path) {
+    config_state cs = {.c = c};
+    bk_status st = bk_ini_parse(path, config_value, &cs);
+    if (st != BK_OK && strstr(bk_last_error(), ": cannot open:"))
+        return bk_fail(st, "%s: cannot open the configuration: %s", path, strerror(errno));
+    return st;
+}
+
 bk_status bk_config_parse_text(bk_config *c, const char *text, const char *origin) {
-    parse_state s = {.c = c, .origin = origin, .text = text};
+    config_state cs = {.c = c};
+    parse_state s = {.origin = origin, .text = text, .handler = config_value, .user = &cs};
     return parse(&s);
 }
 

@@ -104,4 +104,11 @@ const char *bk_config_source(const bk_config *c, const char *section, const char
 /* Reads an INI text (e.g. the config stored in a checkpoint) into c. */
 bk_status bk_config_parse_text(bk_config *c, const char *text, const char *origin);
 
+/* Any INI file through libinih with the line of every value: handler returns BK_OK or an
+ * error (its message is kept); parsing stops at the first error. Malformed lines are errors
+ * naming path:line. */
+typedef bk_status (*bk_ini_handler)(void *user, const char *section, const char *key,
+                                    const char *value, const char *where);
+bk_status bk_ini_parse(const char *path, bk_ini_handler handler, void *user);
+
 #endif
