@@ -22,42 +22,6 @@
 #include "models/model.h"
 #include "train/optim.h"
 
-enum { MAX_BLOCKS = 1024 };
-
-typedef struct profile {
-    struct {
-        char name[96];
-        int depth;
-        double t0, t1;
-        size_t mem0, mem1;
-        bk_shape out;
-    } b[MAX_BLOCKS];
-    int n, depth, open[32];
-    const bk_ctx *ctx;
-} profile;
-
-static void profile_hook(void *data, const char *name, bool end, const bk_tensor *out) {
-    profile *p = data;
-    if (!end) {
-        int i = p->n < MAX_BLOCKS ? p->n++ : -1;
-        if (i >= 0) {
-            snprintf(p->b[i].name, sizeof p->b[i].name, "%s", name);
-            p->b[i].depth = p->depth;
-            p->b[i].t0 = omp_get_wtime();
-            p->b[i].mem0 = p->ctx->step.used;
-        }
-        if (p->depth < 32) p->open[p->depth] = i;
-        p->depth++;
-        return;
-    }
-    p->depth--;
-    int i = p->depth < 32 ? p->open[p->depth] : -1;
-    if (i < 0) return;
-    p->b[i].t1 = omp_get_wtime();
-    p->b[i].mem1 = p->ctx->step.used;
-    if (out) p->b[i].out = bk_shape_of(out);
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -134,14 +98,10 @@ int main(int argc, char **argv) {
 
     bk_adam adam;
     bk_adam_init(&ctx, &adam, &m->params, (bk_adam_config){1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f});
-    profile *p = prof ? calloc(1, sizeof *p) : NULL;
+    bk_block_log log = {0};
     double *t = malloc((size_t)reps * sizeof *t);
     for (int r = -2; r < reps; r++) {
-        if (p && r == reps - 1) {
-            p->ctx = &ctx;
-            ctx.block_hook = profile_hook;
-            ctx.block_hook_data = p;
-        }
+        if (prof && r == reps - 1) bk_block_log_attach(&ctx, &log);
         bk_tensor *x = bk_tensor_from_nchw(&ctx, xs, xv);
         bk_forward_opts o = bk_forward_eval();
         o.training = train;
@@ -161,24 +121,24 @@ int main(int argc, char **argv) {
         }
         double dt = omp_get_wtime() - t0;
         if (r >= 0) t[r] = dt;
-        ctx.block_hook = NULL;
-        if (!(p && r == reps - 1)) bk_step_end(&ctx);
+        bk_block_log_detach(&ctx);
+        if (!(prof && r == reps - 1)) bk_step_end(&ctx);
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
     double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     printf("bench %s%s%s %s %dx3x%dx%d threads=%d median_s=%.4f gflop=%.2f gflops=%.1f mfu=%.3f\n", m->kind->name,
            m->variant[0] ? ":" : "", m->variant, mode, batch, h, w, ctx.threads, med, gflop, gflop / med,
            gflop / med / peak);
-    if (p) {
-        for (int i = 0; i < p->n; i++) {
+    if (prof) {
+        for (int i = 0; i < log.n; i++) {
+            const bk_block_record *b = &log.b[i];
             char sh[64];
-            printf("  profile %*s%-*s %8.2f ms %-18s %+8.1f MiB\n", 2 * p->b[i].depth, "", 36 - 2 * p->b[i].depth,
-                   p->b[i].name, 1e3 * (p->b[i].t1 - p->b[i].t0), bk_shape_str(p->b[i].out, sh),
-                   ((double)p->b[i].mem1 - (double)p->b[i].mem0) / 1048576.0);
+            printf("  profile %*s%-*s %8.2f ms %-18s %+8.1f MiB\n", 2 * b->depth, "", 36 - 2 * b->depth, b->name,
+                   1e3 * (b->t1 - b->t0), bk_shape_str(b->out, sh), ((double)b->mem1 - (double)b->mem0) / 1048576.0);
         }
         bk_ctx_print_memory(&ctx, stdout);
         bk_step_end(&ctx);
-        free(p);
+        bk_block_log_free(&log);
     }
     free(t);
     free(xv);

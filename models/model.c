@@ -1,6 +1,7 @@
 /* model.c — the registry, variants, input rules, forward with block markers, and the summary. */
 #include "models/model.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,39 +119,54 @@ void bk_model_forward(bk_ctx *ctx, const bk_model *m, bk_tensor *x, const bk_for
     m->kind->forward(ctx, m->impl, x, o, out);
 }
 
-/* ---------------------------------------------------------------- summary */
+/* ---------------------------------------------------------------- block log */
 
-enum { MAX_SUMMARY = 512 };
-
-typedef struct summary_line {
-    char name[96];
-    int depth;
-    bk_shape out;
-} summary_line;
-
-typedef struct summary {
-    summary_line lines[MAX_SUMMARY];
-    int n, depth;
-    int open[32]; /* line index of each open block */
-} summary;
-
-/* Lines are made when a block begins (so parents precede children) and completed when it ends. */
-static void summary_hook(void *data, const char *name, bool end, const bk_tensor *out) {
-    summary *s = data;
+static void block_hook(void *data, const char *name, bool end, const bk_tensor *out) {
+    bk_block_log *log = data;
+    double now = omp_get_wtime();
     if (!end) {
-        int idx = s->n < MAX_SUMMARY ? s->n++ : -1;
-        if (idx >= 0) {
-            snprintf(s->lines[idx].name, sizeof s->lines[idx].name, "%s", name);
-            s->lines[idx].depth = s->depth;
+        if (log->n == log->cap) {
+            log->cap = log->cap ? 2 * log->cap : 64;
+            log->b = realloc(log->b, (size_t)log->cap * sizeof *log->b);
+            BK_CHECK(log->b, "out of memory");
         }
-        if (s->depth < 32) s->open[s->depth] = idx;
-        s->depth++;
+        bk_block_record *r = &log->b[log->n];
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "%s", name);
+        r->depth = log->depth;
+        r->t0 = now;
+        r->mem0 = log->ctx->step.used;
+        if (log->depth < 32) log->open[log->depth] = log->n;
+        log->n++;
+        log->depth++;
         return;
     }
-    s->depth--;
-    int idx = s->depth < 32 ? s->open[s->depth] : -1;
-    if (idx >= 0 && out) s->lines[idx].out = bk_shape_of(out);
+    log->depth--;
+    if (log->depth < 0 || log->depth >= 32) return;
+    bk_block_record *r = &log->b[log->open[log->depth]];
+    r->t1 = now;
+    r->mem1 = log->ctx->step.used;
+    if (out) r->out = bk_shape_of(out);
 }
+
+void bk_block_log_attach(bk_ctx *ctx, bk_block_log *log) {
+    log->n = log->depth = 0;
+    log->ctx = ctx;
+    ctx->block_hook = block_hook;
+    ctx->block_hook_data = log;
+}
+
+void bk_block_log_detach(bk_ctx *ctx) {
+    ctx->block_hook = NULL;
+    ctx->block_hook_data = NULL;
+}
+
+void bk_block_log_free(bk_block_log *log) {
+    free(log->b);
+    memset(log, 0, sizeof *log);
+}
+
+/* ---------------------------------------------------------------- summary */
 
 static int64_t params_under(const bk_params *ps, const char *prefix) {
     size_t n = strlen(prefix);
@@ -162,23 +178,21 @@ static int64_t params_under(const bk_params *ps, const char *prefix) {
 }
 
 void bk_model_summary(bk_ctx *ctx, const bk_model *m, bk_shape input, FILE *f) {
-    summary *s = calloc(1, sizeof *s);
-    BK_CHECK(s, "out of memory");
+    bk_block_log log = {0};
     bool prev = bk_set_grad_enabled(ctx, false);
-    ctx->block_hook = summary_hook;
-    ctx->block_hook_data = s;
+    bk_block_log_attach(ctx, &log);
     bk_tensor *x = bk_tensor_zeros(ctx, input);
     bk_forward_opts o = bk_forward_eval();
     if (bk_variant_has(m->variant, "external_mask"))
         o.mask = bk_tensor_full(ctx, (bk_shape){input.n, 1, input.h / 4, input.w / 4}, 1.0f);
     bk_model_out out;
     bk_model_forward(ctx, m, x, &o, &out);
-    ctx->block_hook = NULL;
+    bk_block_log_detach(ctx);
     bk_set_grad_enabled(ctx, prev);
     fprintf(f, "%s%s%s on %lldx%lldx%lldx%lld\n", m->kind->name, m->variant[0] ? " " : "", m->variant,
             (long long)input.n, (long long)input.c, (long long)input.h, (long long)input.w);
-    for (int i = 0; i < s->n; i++) {
-        const summary_line *l = &s->lines[i];
+    for (int i = 0; i < log.n; i++) {
+        const bk_block_record *l = &log.b[i];
         char shape[64];
         fprintf(f, "  %*s%-*s %-18s %12lld\n", 2 * l->depth, "", 40 - 2 * l->depth, l->name,
                 bk_shape_str(l->out, shape), (long long)params_under(&m->params, l->name));
@@ -186,5 +200,5 @@ void bk_model_summary(bk_ctx *ctx, const bk_model *m, bk_shape input, FILE *f) {
     char ys[64];
     fprintf(f, "  output %s; %lld parameters, %lld buffer values\n", bk_shape_str(bk_shape_of(out.y), ys),
             (long long)bk_params_numel(&m->params, BK_PARAM), (long long)bk_params_numel(&m->params, BK_BUFFER));
-    free(s); /* its tensors stay in the caller's step until the caller ends it */
+    bk_block_log_free(&log); /* the forward's tensors stay in the caller's step until it ends it */
 }

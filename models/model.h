@@ -71,6 +71,29 @@ bk_status bk_model_check_input(const bk_model *m, bk_shape x, const bk_tensor *m
 /* The forward pass (input already checked). */
 void bk_model_forward(bk_ctx *ctx, const bk_model *m, bk_tensor *x, const bk_forward_opts *o,
                       bk_model_out *out);
+/* A record of the named blocks a forward pass runs (bk_block_begin / bk_block_end): name,
+ * nesting depth, output shape, wall time and step-memory growth. Lines are made when a block
+ * begins, so parents precede their children. Used by model summaries and bench --profile. */
+typedef struct bk_block_record {
+    char name[96];
+    int depth;
+    bk_shape out;
+    double t0, t1;
+    size_t mem0, mem1;
+} bk_block_record;
+
+typedef struct bk_block_log {
+    bk_block_record *b;
+    int n, cap, depth;
+    int open[32];
+    const bk_ctx *ctx;
+} bk_block_log;
+
+/* Starts recording ctx's blocks into log (cleared); detach stops; free releases. */
+void bk_block_log_attach(bk_ctx *ctx, bk_block_log *log);
+void bk_block_log_detach(bk_ctx *ctx);
+void bk_block_log_free(bk_block_log *log);
+
 /* One line per block (output shape, parameters), then the totals, for an input shape. Runs an
  * eval forward on zeros inside the caller's step. */
 void bk_model_summary(bk_ctx *ctx, const bk_model *m, bk_shape input, FILE *f);
