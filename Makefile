@@ -33,7 +33,7 @@ HDF5_LIBS   = $(shell pkg-config --libs hdf5 2>/dev/null) -lhdf5_hl
 
 CFLAGS  += -std=gnu11 $(OPT) $(ARCH) -fopenmp -fno-math-errno -Wall -Wextra -Wshadow -I. $(HDF5_CFLAGS) -MMD -MP
 LDFLAGS += -fopenmp -pthread $(LDSAN)
-LDLIBS  += -ldnnl $(HDF5_LIBS) -lpng -ljpeg -linih -lm
+LDLIBS  += -ldnnl $(HDF5_LIBS) -lpng -ljpeg -lm
 
 LIB_DIRS := core layers losses models data train eval
 ALL_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))

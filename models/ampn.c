@@ -160,10 +160,17 @@ static void forward(bk_ctx *ctx, const void *impl, bk_tensor *x, const bk_forwar
     out->aux = ml;
 }
 
+/* g1 and g2 (MobileNetV2) see the image at 1/4 size and downscale it 32 times; without them the
+ * deepest batch norm is att_il's at 1/4 size. */
+static int bn_stride(const char *variant) {
+    return bk_variant_has(variant, "external_mask") && bk_variant_has(variant, "no_g2") ? 4 : 128;
+}
+
 const bk_model_kind bk_ampn_kind = {
     .name = "ampn",
     .description = "AMPN (adaptive mask-based pyramid network), 5,421,501 parameters",
     .multiple = 128,
+    .bn_stride = bn_stride,
     .switches = {"no_refine", "no_g2", "no_attention", "external_mask", NULL},
     .out_names = {"y", "mask"},
     .create = create,

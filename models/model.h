@@ -41,6 +41,9 @@ typedef struct bk_model_kind {
     const char *description;
     bool minus_one_to_one;        /* input and output range [-1,1] instead of [0,1] */
     int multiple;                 /* H and W must be multiples of it */
+    /* The downscaling of the deepest batch norm a variant runs (NULL or 0: none); training needs
+     * more than one value per channel there. */
+    int (*bn_stride)(const char *variant);
     const char *switches[8];      /* variant switches it accepts, NULL-terminated */
     const char *out_names[2];     /* dataset names of y and aux in forward's output file */
     void *(*create)(bk_ctx *ctx, bk_params *ps, const char *variant, uint64_t seed);

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(gcc libc6-dev make pkg-config
-          libdnnl-dev libhdf5-dev libpng-dev libjpeg62-turbo-dev libinih-dev)
+          libdnnl-dev libhdf5-dev libpng-dev libjpeg62-turbo-dev)
 [ "${1:-}" = "--python" ] && packages+=(python3-torch python3-h5py python3-numpy python3-skimage)
 
 missing=()

@@ -4,7 +4,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -53,7 +52,14 @@ static void value_str(const bk_config *c, int i, char *buf, size_t len) {
     case T_STR:
     case T_ENUM: snprintf(buf, len, "%s", p); break;
     case T_INT: snprintf(buf, len, "%lld", (long long)*(const int64_t *)p); break;
-    case T_FLOAT: snprintf(buf, len, "%.9g", *(const double *)p); break;
+    case T_FLOAT: { /* the shortest text that reads back as the same double */
+        const double x = *(const double *)p;
+        for (int digits = 6; digits <= 17; digits++) {
+            snprintf(buf, len, "%.*g", digits, x);
+            if (strtod(buf, NULL) == x) break;
+        }
+        break;
+    }
     case T_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false"); break;
     }
 }
@@ -191,49 +197,84 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
 
 /* ---------------------------------------------------------------- INI files */
 
+/* The INI dialect of inih's defaults, without its line-length limit: "[section]", "key = value"
+ * or "key: value", whole-line comments starting with ';' or '#', an inline comment after
+ * whitespace and ';' (a trailing " # comment" is removed by assign()), a UTF-8 byte-order mark,
+ * lines of any length. Anything else is a malformed line, and the first error stops parsing. */
 typedef struct parse_state {
     const char *origin;
-    int line;              /* of the line being parsed (counted by the reader) */
-    bk_status status;      /* the first error */
+    int line;              /* of the line being parsed */
     bk_ini_handler handler;
     void *user;
     FILE *f;               /* reading a FILE or a string */
     const char *text;
+    char *buf;             /* the current line (owned, grown by getline) */
+    size_t cap;
 } parse_state;
 
-static char *read_line(char *str, int num, void *stream) {
-    parse_state *s = stream;
-    char *r = NULL;
+/* The next line without its newline in s->buf; false at the end. */
+static bool next_line(parse_state *s) {
     if (s->f) {
-        r = fgets(str, num, s->f);
-    } else if (s->text && *s->text) {
-        int n = 0;
-        while (n < num - 1 && s->text[n] && s->text[n] != '\n') n++;
-        if (s->text[n] == '\n' && n < num - 1) n++;
-        memcpy(str, s->text, (size_t)n);
-        str[n] = '\0';
-        s->text += n;
-        r = str;
+        ssize_t n = getline(&s->buf, &s->cap, s->f);
+        if (n < 0) return false;
+        while (n && (s->buf[n - 1] == '\n' || s->buf[n - 1] == '\r')) s->buf[--n] = '\0';
+    } else {
+        if (!s->text || !*s->text) return false;
+        size_t n = strcspn(s->text, "\n");
+        if (n + 1 > s->cap) {
+            char *b = realloc(s->buf, n + 1);
+            if (!b) return false;
+            s->buf = b;
+            s->cap = n + 1;
+        }
+        memcpy(s->buf, s->text, n);
+        s->buf[n] = '\0';
+        if (n && s->buf[n - 1] == '\r') s->buf[n - 1] = '\0';
+        s->text += n + (s->text[n] == '\n');
     }
-    if (r) s->line++;
-    return r;
+    s->line++;
+    return true;
 }
 
-static int on_value(void *user, const char *section, const char *name, const char *value) {
-    parse_state *s = user;
-    if (s->status != BK_OK) return 1;
-    char where[600];
-    snprintf(where, sizeof where, "%s:%d", s->origin, s->line);
-    s->status = s->handler(s->user, section, name, value, where);
-    return 1; /* errors travel through status, with the line */
+static char *trim(char *p) {
+    while (isspace((unsigned char)*p)) p++;
+    size_t n = strlen(p);
+    while (n && isspace((unsigned char)p[n - 1])) p[--n] = '\0';
+    return p;
 }
 
 static bk_status parse(parse_state *s) {
-    int r = ini_parse_stream(read_line, s, on_value, s);
-    if (s->status != BK_OK) return s->status;
-    if (r > 0)
-        return bk_fail(BK_ERR_ARG, "%s:%d: not a valid INI line (expected [section] or key = value)", s->origin, r);
-    if (r < 0) return bk_fail(BK_ERR_IO, "%s: cannot read it", s->origin);
+    char section[256] = "";
+    char where[600];
+    while (next_line(s)) {
+        char *p = s->buf;
+        if (s->line == 1 && !strncmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+        p = trim(p);
+        snprintf(where, sizeof where, "%s:%d", s->origin, s->line);
+        if (!*p || *p == ';' || *p == '#') continue;
+        if (*p == '[') {
+            char *close = strchr(p, ']');
+            char *rest = close ? trim(close + 1) : NULL;
+            if (!close || (*rest && *rest != ';' && *rest != '#') || (size_t)(close - p - 1) >= sizeof section)
+                return bk_fail(BK_ERR_ARG, "%s: not a valid INI line (expected [section] or key = value)", where);
+            *close = '\0';
+            snprintf(section, sizeof section, "%s", trim(p + 1));
+            continue;
+        }
+        char *eq = p + strcspn(p, "=:");
+        if (!*eq || eq == p)
+            return bk_fail(BK_ERR_ARG, "%s: not a valid INI line (expected [section] or key = value)", where);
+        *eq = '\0';
+        char *value = eq + 1;
+        for (char *c = value; (c = strchr(c, ';')); c++)
+            if (c > value && isspace((unsigned char)c[-1])) {
+                *c = '\0';
+                break;
+            }
+        bk_status st = s->handler(s->user, section, trim(p), trim(value), where);
+        if (st != BK_OK) return st;
+    }
+    if (s->f && ferror(s->f)) return bk_fail(BK_ERR_IO, "%s: cannot read it after line %d", s->origin, s->line);
     return BK_OK;
 }
 
@@ -242,6 +283,7 @@ bk_status bk_ini_parse(const char *path, bk_ini_handler handler, void *user) {
     if (!f) return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     parse_state s = {.origin = path, .f = f, .handler = handler, .user = user};
     bk_status st = parse(&s);
+    free(s.buf);
     fclose(f);
     return st;
 }
@@ -275,7 +317,9 @@ bk_status bk_config_load(bk_config *c, const char *path) {
 bk_status bk_config_parse_text(bk_config *c, const char *text, const char *origin) {
     config_state cs = {.c = c};
     parse_state s = {.origin = origin, .text = text, .handler = config_value, .user = &cs};
-    return parse(&s);
+    bk_status st = parse(&s);
+    free(s.buf);
+    return st;
 }
 
 bk_status bk_config_set(bk_config *c, const char *assignment) {

@@ -1,5 +1,5 @@
 /* config.h — training configuration: every key declared once (section, key, type, default,
- * range, help) in BK_CONFIG_KEYS; the struct, the defaults, the INI parser (libinih), the
+ * range, help) in BK_CONFIG_KEYS; the struct, the defaults, the INI parser, the
  * --set overrides, the printer (the resolved config saved in runs and checkpoints) and
  * docs/CONFIG.md (train --help-config --markdown) all come from that one table.
  *
@@ -104,7 +104,7 @@ const char *bk_config_source(const bk_config *c, const char *section, const char
 /* Reads an INI text (e.g. the config stored in a checkpoint) into c. */
 bk_status bk_config_parse_text(bk_config *c, const char *text, const char *origin);
 
-/* Any INI file through libinih with the line of every value: handler returns BK_OK or an
+/* Any INI file (inih's dialect, lines of any length) with the line of every value: handler returns BK_OK or an
  * error (its message is kept); parsing stops at the first error. Malformed lines are errors
  * naming path:line. */
 typedef bk_status (*bk_ini_handler)(void *user, const char *section, const char *key,

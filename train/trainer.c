@@ -159,6 +159,12 @@ static bk_status check_config(trainer *t) {
         return bk_fail(BK_ERR_ARG, "%s: %s trains on sizes that are multiples of %d; %dx%d is not",
                        bk_config_source(c, c->data_crop_h ? "data" : "data", c->data_crop_h ? "crop_h" : "resize_h"),
                        k->name, k->multiple, t->h, t->w);
+    const int bn_stride = k->bn_stride ? k->bn_stride(c->model_variant) : 0;
+    if (bn_stride && c->train_batch * (t->h / bn_stride) * (t->w / bn_stride) < 2)
+        return bk_fail(BK_ERR_ARG, "%s: %s with train.batch = %lld at %dx%d leaves one value per channel in its "
+                       "deepest batch norm (at 1/%d size), which cannot be normalised: use train.batch >= 2 or "
+                       "a larger image size", bk_config_source(c, "train", "batch"), k->name,
+                       (long long)c->train_batch, t->h, t->w, bn_stride);
     if (c->loss_ms_ssim > 0) {
         int min = strcmp(c->loss_msssim_mode, "standard") ? 16 : BK_MSSSIM_MIN_SIDE;
         if (t->h < min || t->w < min)
