@@ -42,6 +42,60 @@ static bk_status read_input(bk_ctx *ctx, const char *path, const char *name, bk_
     return st;
 }
 
+typedef struct run_args {
+    const char *input, *output, *mask_path, *loss, *target_path;
+    float strength;
+    bool summary;
+} run_args;
+
+/* Reads the inputs, runs the model and writes the output file; 0 or 1 (the message printed). */
+static int run(bk_ctx *ctx, const bk_model *m, const run_args *a) {
+    bk_tensor *x, *mask = NULL, *target = NULL;
+    if (read_input(ctx, a->input, "x", &x) != BK_OK) return fail(NULL);
+    if (a->mask_path && read_input(ctx, a->mask_path, "mask", &mask) != BK_OK) return fail(NULL);
+    if (bk_model_check_input(m, bk_shape_of(x), mask) != BK_OK) return fail("input: ");
+    if (a->summary) bk_model_summary(ctx, m, bk_shape_of(x), stdout);
+
+    bk_forward_opts o = bk_forward_eval();
+    o.mask = mask;
+    o.strength = a->strength;
+    bk_model_out out;
+    bk_h5 f;
+    if (!a->loss) {
+        bk_set_grad_enabled(ctx, false);
+        bk_model_forward(ctx, m, x, &o, &out);
+        if (bk_h5_create(&f, a->output) != BK_OK) return fail(NULL);
+        bk_status st = bk_h5_write_tensor(&f, m->kind->out_names[0], out.y);
+        if (st == BK_OK && out.aux && m->kind->out_names[1])
+            st = bk_h5_write_tensor(&f, m->kind->out_names[1], out.aux);
+        if (bk_h5_close(&f, st == BK_OK) != BK_OK || st != BK_OK) return fail(NULL);
+        return 0;
+    }
+    if (read_input(ctx, a->target_path, "x", &target) != BK_OK) return fail(NULL);
+    bk_model_forward(ctx, m, x, &o, &out);
+    if (!bk_same_shape(target, out.y)) {
+        char s1[64], s2[64];
+        fprintf(stderr, "forward: target is %s, the output is %s\n", bk_shape_str(bk_shape_of(target), s1),
+                bk_shape_str(bk_shape_of(out.y), s2));
+        return 1;
+    }
+    bk_tensor *l = bk_l1(ctx, out.y, target);
+    bk_backward(ctx, l, false);
+    if (bk_h5_create(&f, a->output) != BK_OK) return fail(NULL);
+    bk_status st = bk_h5_write_tensor(&f, "loss", l);
+    for (int i = 0; st == BK_OK && i < m->params.n; i++) {
+        const bk_param *p = &m->params.v[i];
+        if (p->kind != BK_PARAM) continue;
+        char name[300];
+        snprintf(name, sizeof name, "grad/%s", p->name);
+        bk_tensor *g = p->t->grad ? p->t->grad : bk_tensor_zeros(ctx, bk_shape_of(p->t));
+        g->ndim = p->t->ndim;
+        st = bk_h5_write_tensor(&f, name, g);
+    }
+    if (bk_h5_close(&f, st == BK_OK) != BK_OK || st != BK_OK) return fail(NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL, *weights = NULL, *input = NULL, *output = NULL, *mask_path = NULL,
                *loss = NULL, *target_path = NULL;
@@ -80,56 +134,17 @@ int main(int argc, char **argv) {
 
     bk_ctx ctx;
     if (bk_ctx_init(&ctx) != BK_OK) return fail(NULL);
-    bk_model *m;
-    if (bk_model_load(&ctx, weights, &m) != BK_OK) return fail(NULL);
-    if (model && strcmp(model, m->kind->name) != 0) {
+    bk_model *m = NULL;
+    int rc = bk_model_load(&ctx, weights, &m) != BK_OK ? fail(NULL) : 0;
+    if (rc == 0 && model && strcmp(model, m->kind->name) != 0) {
         fprintf(stderr, "forward: %s holds a %s model, not %s\n", weights, m->kind->name, model);
-        return 1;
+        rc = 1;
     }
-    bk_tensor *x, *mask = NULL, *target = NULL;
-    if (read_input(&ctx, input, "x", &x) != BK_OK) return fail(NULL);
-    if (mask_path && read_input(&ctx, mask_path, "mask", &mask) != BK_OK) return fail(NULL);
-    if (bk_model_check_input(m, bk_shape_of(x), mask) != BK_OK) return fail("input: ");
-    if (summary) bk_model_summary(&ctx, m, bk_shape_of(x), stdout);
-
-    bk_forward_opts o = bk_forward_eval();
-    o.mask = mask;
-    o.strength = strength;
-    bk_model_out out;
-    bk_h5 f;
-    if (!loss) {
-        bk_set_grad_enabled(&ctx, false);
-        bk_model_forward(&ctx, m, x, &o, &out);
-        if (bk_h5_create(&f, output) != BK_OK) return fail(NULL);
-        bk_status st = bk_h5_write_tensor(&f, m->kind->out_names[0], out.y);
-        if (st == BK_OK && out.aux && m->kind->out_names[1])
-            st = bk_h5_write_tensor(&f, m->kind->out_names[1], out.aux);
-        if (bk_h5_close(&f, st == BK_OK) != BK_OK || st != BK_OK) return fail(NULL);
-    } else {
-        if (read_input(&ctx, target_path, "x", &target) != BK_OK) return fail(NULL);
-        bk_model_forward(&ctx, m, x, &o, &out);
-        if (!bk_same_shape(target, out.y)) {
-            char a[64], b[64];
-            fprintf(stderr, "forward: target is %s, the output is %s\n", bk_shape_str(bk_shape_of(target), a),
-                    bk_shape_str(bk_shape_of(out.y), b));
-            return 1;
-        }
-        bk_tensor *l = bk_l1(&ctx, out.y, target);
-        bk_backward(&ctx, l, false);
-        if (bk_h5_create(&f, output) != BK_OK) return fail(NULL);
-        bk_status st = bk_h5_write_tensor(&f, "loss", l);
-        for (int i = 0; st == BK_OK && i < m->params.n; i++) {
-            const bk_param *p = &m->params.v[i];
-            if (p->kind != BK_PARAM) continue;
-            char name[300];
-            snprintf(name, sizeof name, "grad/%s", p->name);
-            bk_tensor *g = p->t->grad ? p->t->grad : bk_tensor_zeros(&ctx, bk_shape_of(p->t));
-            g->ndim = p->t->ndim;
-            st = bk_h5_write_tensor(&f, name, g);
-        }
-        if (bk_h5_close(&f, st == BK_OK) != BK_OK || st != BK_OK) return fail(NULL);
+    if (rc == 0) {
+        const run_args a = {input, output, mask_path, loss, target_path, strength, summary};
+        rc = run(&ctx, m, &a);
     }
     bk_model_free(&ctx, m);
     bk_ctx_free(&ctx);
-    return 0;
+    return rc;
 }

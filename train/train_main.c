@@ -20,7 +20,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     bk_train_options o = {0};
-    const char **sets = calloc((size_t)argc, sizeof *sets);
+    const char *sets[argc];
     bool help = false, markdown = false;
     o.progress = isatty(2);
     for (int i = 1; i < argc; i++) {
@@ -40,7 +40,6 @@ int main(int argc, char **argv) {
     o.sets = sets;
     bk_train_result r;
     bk_status st = bk_train(&o, &r);
-    free(sets);
     if (st != BK_OK) {
         fprintf(stderr, "train: %s\n", bk_last_error());
         return 1;
