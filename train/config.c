@@ -197,7 +197,9 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
 
 /* ---------------------------------------------------------------- INI files */
 
-/* The INI dialect of inih's defaults, without its line-length limit: "[section]", "key = value"
+/* The INI dialect of inih's defaults, read here rather than through libinih because Debian's
+ * libinih is built with a fixed 200-character line (a longer data.root was cut in two and the
+ * rest reported as a malformed line). "[section]", "key = value"
  * or "key: value", whole-line comments starting with ';' or '#', an inline comment after
  * whitespace and ';' (a trailing " # comment" is removed by assign()), a UTF-8 byte-order mark,
  * lines of any length. Anything else is a malformed line, and the first error stops parsing. */
