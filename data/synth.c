@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "data/ebb.h"
 
 /* ---------------------------------------------------------------- randomness */
@@ -360,12 +361,6 @@ bk_status bk_synth_scene(uint64_t seed, int index, int height, bk_image *input, 
     return BK_OK;
 }
 
-static bk_status make_dir(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return bk_fail(BK_ERR_IO, "%s: cannot create the directory: %s", path, strerror(errno));
-    return BK_OK;
-}
-
 bk_status bk_synth_write(const char *root, int first, int count, int height, uint64_t seed,
                          int verbose) {
     char dir[BK_PATH_MAX];
@@ -373,7 +368,7 @@ bk_status bk_synth_write(const char *root, int first, int count, int height, uin
     if (strlen(root) > BK_PATH_MAX - 64) return bk_fail(BK_ERR_ARG, "output path too long");
     for (int i = 0; i < 5; i++) {
         snprintf(dir, sizeof dir, "%s%s", root, dirs[i]);
-        bk_status st = make_dir(dir);
+        bk_status st = bk_make_dirs(dir);
         if (st != BK_OK) return st;
     }
     bk_ebb_index ix = {.root = (char *)root};

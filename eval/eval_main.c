@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/bokehlab.h"
+#include "core/files.h"
 #include "core/h5.h"
 #include "data/ebb.h"
 #include "data/image.h"
@@ -59,22 +60,6 @@ static void usage(void) {
 static int die(const char *msg) {
     fprintf(stderr, "eval: %s\n", msg ? msg : bk_last_error());
     return 1;
-}
-
-static bk_status make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        char c = *p;
-        if (c == '/' || c == '\0') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return bk_fail(BK_ERR_IO, "%s: cannot create the directory: %s", buf, strerror(errno));
-            if (c == '\0') break;
-            *p = c;
-        }
-    }
-    return BK_OK;
 }
 
 /* ---------------------------------------------------------------- scoring */
@@ -223,11 +208,11 @@ static int eval_dataset(const args *a) {
     }
     int64_t n = a->max > 0 && a->max < sp.n_eval ? a->max : sp.n_eval;
     bool external = m && bk_variant_has(m->variant, "external_mask");
-    if (a->out && make_dirs(a->out) != BK_OK) return die(NULL);
+    if (a->out && bk_make_dirs(a->out) != BK_OK) return die(NULL);
     char pred_dir[1200] = "";
     if (a->out && a->save_pred) {
         snprintf(pred_dir, sizeof pred_dir, "%s/predictions", a->out);
-        if (make_dirs(pred_dir) != BK_OK) return die(NULL);
+        if (bk_make_dirs(pred_dir) != BK_OK) return die(NULL);
     }
     scorer s;
     scorer_open(&s, &ctx, lpips, a->out);
@@ -317,7 +302,7 @@ static int eval_folders(const args *a) {
     qsort(names, (size_t)n, sizeof *names, cmp_str);
     bk_ctx ctx;
     if (bk_ctx_init(&ctx) != BK_OK) return die(NULL);
-    if (a->out && make_dirs(a->out) != BK_OK) return die(NULL);
+    if (a->out && bk_make_dirs(a->out) != BK_OK) return die(NULL);
     scorer s;
     scorer_open(&s, &ctx, a->lpips, a->out);
     for (int i = 0; i < n; i++) {
@@ -361,7 +346,7 @@ static int eval_table(const args *a) {
     }
     bk_table_markdown(stdout, rows, a->n_tables);
     if (a->out) {
-        if (make_dirs(a->out) != BK_OK || bk_table_write(a->out, "table", rows, a->n_tables) != BK_OK) return die(NULL);
+        if (bk_make_dirs(a->out) != BK_OK || bk_table_write(a->out, "table", rows, a->n_tables) != BK_OK) return die(NULL);
         printf("eval: wrote %s/table.md and table.csv\n", a->out);
     }
     return 0;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "core/bokehlab.h"
+#include "core/files.h"
 #include "data/image.h"
 #include "eval/predict.h"
 #include "models/checkpoint.h"
@@ -112,8 +113,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "render: --mask and --save-mask take one image, not a folder\n");
             return 2;
         }
-        if (mkdir(output, 0755) != 0 && errno != EEXIST) {
-            fprintf(stderr, "render: cannot create %s: %s\n", output, strerror(errno));
+        if (bk_make_dirs(output) != BK_OK) {
+            fprintf(stderr, "render: %s\n", bk_last_error());
             return 1;
         }
         DIR *d = opendir(input);

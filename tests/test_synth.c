@@ -198,7 +198,7 @@ static void target_differs_from_input_outside_the_mask(void) {
 static void written_root_is_an_ebb_layout_with_masks(void) {
     char *dir = make_tmpdir();
     char root[512];
-    snprintf(root, sizeof root, "%s/synth", dir);
+    snprintf(root, sizeof root, "%s/datasets/synth", dir); /* the parent is created too */
     EXPECT(bk_synth_write(root, 10, 3, 48, 9, 0) == BK_OK, "write: %s", bk_last_error());
     EXPECT(bk_synth_write(root, 13, 2, 48, 9, 0) == BK_OK, "adding to a root: %s", bk_last_error());
     bk_ebb_index ix;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/bokehlab.h"
+#include "core/files.h"
 #include "core/h5.h"
 #include "data/ebb.h"
 #include "data/image.h"
@@ -67,26 +68,6 @@ static uint64_t mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
-}
-
-static bk_status make_dir(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return bk_fail(BK_ERR_IO, "%s: cannot create the directory: %s", path, strerror(errno));
-    return BK_OK;
-}
-
-/* mkdir -p */
-static bk_status make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            bk_status st = make_dir(buf);
-            *p = '/';
-            if (st != BK_OK) return st;
-        }
-    return make_dir(buf);
 }
 
 static char *config_text(const bk_config *c) {
@@ -497,9 +478,9 @@ static bk_status open_run(trainer *t, bool resuming) {
     const bk_config *c = &t->cfg;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->run_out_dir, c->run_name);
     char path[1300];
-    bk_status st = make_dirs(t->run_dir);
-    if (st == BK_OK) snprintf(path, sizeof path, "%s/ckpt", t->run_dir), st = make_dir(path);
-    if (st == BK_OK) snprintf(path, sizeof path, "%s/samples", t->run_dir), st = make_dir(path);
+    bk_status st = bk_make_dirs(t->run_dir);
+    if (st == BK_OK) snprintf(path, sizeof path, "%s/ckpt", t->run_dir), st = bk_make_dirs(path);
+    if (st == BK_OK) snprintf(path, sizeof path, "%s/samples", t->run_dir), st = bk_make_dirs(path);
     if (st != BK_OK) return st;
     snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
     FILE *f = fopen(path, "w");
