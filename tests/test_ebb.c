@@ -5,7 +5,7 @@
  *
  * Split cases need no files but the list files they read; scanning and validation run on a
  * small synthetic root (bk_synth_write, height 48) made in a per-case directory under /tmp. */
-#define _GNU_SOURCE /* nftw, open_memstream */
+#define _GNU_SOURCE /* open_memstream */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -22,25 +22,6 @@
 #include "tests/support/harness.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *make_tmpdir(void) {
-    char *d = strdup("/tmp/bk_test_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        printf("    mkdtemp: %s\n", strerror(errno));
-        exit(1);
-    }
-    return d;
-}
-
-static int remove_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void remove_tmpdir(char *d) {
-    nftw(d, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
 
 /* snprintf into a caller's buffer, returning it. */
 static const char *fmt_path(char *buf, size_t len, const char *fmt, ...)
@@ -201,7 +182,7 @@ static void all_trains_on_everything(void) {
            (long long)s.n_train, (long long)s.n_eval);
     EXPECT(strcmp(s.name, "all") == 0, "name \"%s\"", s.name);
     bk_ebb_split_free(&s);
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char list[512];
     PATHF(list, "%s/train_list.txt", dir);
     spit_str(list, "# cleaned\n2.jpg\n  8\n10.jpg\n99999.jpg\n");
@@ -210,7 +191,7 @@ static void all_trains_on_everything(void) {
     EXPECT(same_ids(s.train, s.n_train, want, 3) && s.n_eval == 0, "all + list: %lld training pairs (want 2, 8, 10)",
            (long long)s.n_train);
     bk_ebb_split_free(&s);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void unknown_specs_refused(void) {
@@ -237,7 +218,7 @@ static void splits_of_an_empty_list_refused(void) {
 /* ---------------------------------------------------------------- list:FILE */
 
 static void list_file_ranges_and_comments(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512], spec[600];
     PATHF(path, "%s/split.txt", dir);
     spit_str(path,
@@ -259,19 +240,19 @@ static void list_file_ranges_and_comments(void) {
     EXPECT(same_ids(s.eval, s.n_eval, want_eval, 7), "list: evaluation set of %lld", (long long)s.n_eval);
     bk_ebb_split_free(&s);
     free(ids);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* A list with only an evaluation line leaves no pair for training: refused. (The list is read
  * through /dev/fd with its directory already removed: the sanitizer build aborts in this case,
  * see the report, and leaves nothing behind.) */
 static void list_without_training_pairs_refused(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512], spec[600];
     PATHF(path, "%s/split.txt", dir);
     spit_str(path, "# evaluation only\neval 1-3\n");
     int fd = open(path, O_RDONLY);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
     PATHF(spec, "list:/dev/fd/%d", fd);
     int32_t *ids = range_ids(0, 29);
     bk_ebb_split s;
@@ -282,7 +263,7 @@ static void list_without_training_pairs_refused(void) {
 }
 
 static void list_file_errors_name_file_and_line(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512], spec[600], where[600];
     PATHF(path, "%s/split.txt", dir);
     PATHF(spec, "list:%s", path);
@@ -324,13 +305,13 @@ static void list_file_errors_name_file_and_line(void) {
     PATHF(where, "%s/nope.txt", dir);
     PATHF(spec, "list:%s", where);
     EXPECT_REFUSED(bk_ebb_split_make(ids, n, spec, NULL, &s), where, "a missing list file accepted");
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- training lists */
 
 static void training_list_restricts_training(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char list[512];
     PATHF(list, "%s/train_list.txt", dir);
     int32_t *ids = range_ids(0, 4693);
@@ -377,7 +358,7 @@ static void training_list_restricts_training(void) {
     PATHF(where, "%s/missing.txt", dir);
     EXPECT_REFUSED(bk_ebb_split_make(ids, 30, "tail:10", where, &s), where, "a missing training list accepted");
     free(ids);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* The committed BGGAN list (configs/lists/bggan_clean.txt, docs/DATA.md): 4558 pairs including
@@ -418,7 +399,7 @@ static void make_synth_root(const char *root, int count) {
 }
 
 static void scan_finds_pairs_in_numeric_order(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512], from[700], to[700];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 5);
@@ -451,11 +432,11 @@ static void scan_finds_pairs_in_numeric_order(void) {
            ix.count > 6 ? ix.ids[6] : -1);
     bk_ebb_index_free(&ix);
     EXPECT(ix.ids == NULL && ix.root == NULL && ix.count == 0, "bk_ebb_index_free left the index set");
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void scan_ignores_other_names(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512], from[700], to[700];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 3);
@@ -475,13 +456,13 @@ static void scan_ignores_other_names(void) {
            "other names were taken for pairs: %lld pairs, %lld orphans", (long long)ix.count,
            (long long)ix.n_orphans);
     bk_ebb_index_free(&ix);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Every pair the scan reports has its files at bk_ebb_path: a zero-padded name ("01.jpg") is
  * not pair 1, whose path is ".../1.jpg". */
 static void scan_ids_match_their_paths(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512], from[700], to[700];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 3);
@@ -508,11 +489,11 @@ static void scan_ids_match_their_paths(void) {
            "with 01.jpg and 007.jpg beside 0..2: %lld pairs, %lld orphans (want 0..2, none)",
            (long long)ix.count, (long long)ix.n_orphans);
     bk_ebb_index_free(&ix);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void scan_errors_name_the_path(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512], p[700];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 2);
@@ -561,7 +542,7 @@ static void scan_errors_name_the_path(void) {
     EXPECT(bk_ebb_scan(root, &ix) == BK_OK && !ix.has_mask_dir, "a root without mask/: %s, has_mask_dir %d",
            bk_last_error(), ix.has_mask_dir);
     bk_ebb_index_free(&ix);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- validation */
@@ -608,7 +589,7 @@ static int lines_about(const report *r, int id) {
 }
 
 static void validate_clean_root(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 4);
@@ -632,12 +613,12 @@ static void validate_clean_root(void) {
         free(r.text);
     }
     bk_ebb_index_free(&ix);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* One problem of each kind, each reported with its index and file and counted. */
 static void validate_reports_each_problem(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512], p[700], q[700];
     PATHF(root, "%s/ebb", dir);
     make_synth_root(root, 7);
@@ -707,7 +688,7 @@ static void validate_reports_each_problem(void) {
     free(r.text);
     EXPECT(bk_ebb_validate(&ix, true, true, 0, NULL) == 7, "the count differs without a report stream");
     bk_ebb_index_free(&ix);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 BK_TEST_MAIN(BK_TEST(val294_on_ebb_indices), BK_TEST(val294_refused_on_other_datasets),

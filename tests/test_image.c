@@ -5,7 +5,6 @@
  * Files are made in a per-case directory under /tmp, removed at the end of the case. PNGs and
  * JPEGs the writer cannot make (16-bit, palette, interlaced, CMYK) are written with libpng and
  * libjpeg directly. */
-#define _GNU_SOURCE /* nftw */
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
@@ -24,25 +23,6 @@
 #include "tests/support/harness.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *make_tmpdir(void) {
-    char *d = strdup("/tmp/bk_test_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        printf("    mkdtemp: %s\n", strerror(errno));
-        exit(1);
-    }
-    return d;
-}
-
-static int remove_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void remove_tmpdir(char *d) {
-    nftw(d, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
 
 static const char *join(char *buf, size_t len, const char *dir, const char *name) {
     snprintf(buf, len, "%s/%s", dir, name);
@@ -263,7 +243,7 @@ static const jseg *find_seg(const jseg *s, int n, int marker) {
 /* ---------------------------------------------------------------- PNG round trips */
 
 static void png_rgb_and_gray_roundtrip_bit_exact(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char prgb[512], pgray[512];
     JOIN(prgb, dir, "rgb.png");
     JOIN(pgray, dir, "gray.png");
@@ -304,13 +284,13 @@ static void png_rgb_and_gray_roundtrip_bit_exact(void) {
            "info of the gray PNG: %dx%d, %d channels", info.width, info.height, info.channels);
     bk_image_free(&rgb);
     bk_image_free(&gray);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* RGB read as 1 channel: the luminance. libpng's default weights are BT.709's
  * (0.2126, 0.7152, 0.0722) in 15-bit fixed point, truncated: allow up to 1.5 levels. */
 static void png_rgb_read_as_gray_is_luminance(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512];
     JOIN(path, dir, "rgb.png");
     bk_image rgb, back = {0};
@@ -341,12 +321,12 @@ static void png_rgb_read_as_gray_is_luminance(void) {
     }
     bk_image_free(&back);
     bk_image_free(&rgb);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* 16-bit PNGs are reduced to 8 bits with rounding: v16 -> round(v16 * 255 / 65535). */
 static void png_16bit_reduced_with_rounding(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char prgb[512], pgray[512];
     JOIN(prgb, dir, "rgb16.png");
     JOIN(pgray, dir, "gray16.png");
@@ -399,12 +379,12 @@ static void png_16bit_reduced_with_rounding(void) {
     for (int i = 0; back.pixels && i < W * H * 3; i++) bad += back.pixels[i] != lround(v[3 * (i / 3)] * 255.0 / 65535.0);
     EXPECT(back.pixels && bad == 0, "16-bit gray as RGB: %d samples wrong", bad);
     bk_image_free(&back);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Palette PNGs (8-bit and 4-bit indices) read as the palette's colours. */
 static void png_palette_reads_as_rgb(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char p8[512], p4[512];
     JOIN(p8, dir, "pal8.png");
     JOIN(p4, dir, "pal4.png");
@@ -435,12 +415,12 @@ static void png_palette_reads_as_rgb(void) {
                "%s: %d pixels are not their palette colour", paths[f], bad);
         bk_image_free(&back);
     }
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* image.h: "alpha dropped": RGBA and gray+alpha read as their colours. */
 static void png_alpha_channel_dropped(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char prgba[512], pga[512];
     JOIN(prgba, dir, "rgba.png");
     JOIN(pga, dir, "ga.png");
@@ -479,14 +459,14 @@ static void png_alpha_channel_dropped(void) {
     for (int i = 0; back.pixels && i < W * H; i++) bad += back.pixels[i] != ga[2 * i];
     EXPECT(back.pixels && bad == 0, "gray+alpha read as gray: %d samples wrong", bad);
     bk_image_free(&back);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Alpha also comes as a tRNS chunk: a palette with transparency (the usual way small PNGs
  * carry alpha), or a transparent colour in gray and RGB PNGs. image.h: "gray and palette PNGs
  * to RGB, ... alpha dropped": each reads as its colours. */
 static void png_transparency_chunk_dropped(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char ppal[512], pg2[512], prgb[512];
     JOIN(ppal, dir, "pal_trns.png");
     JOIN(pg2, dir, "gray2_trns.png");
@@ -532,12 +512,12 @@ static void png_transparency_chunk_dropped(void) {
     for (int i = 0; back.pixels && i < W * H * 3; i++) bad += back.pixels[i] != rgb[i];
     EXPECT(st != BK_OK || bad == 0, "RGB+tRNS read as RGB: %d samples wrong", bad);
     bk_image_free(&back);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Adam7-interlaced PNGs and low bit depth gray read like plain ones. */
 static void png_interlaced_and_low_depth_gray(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char pint[512], p2[512];
     JOIN(pint, dir, "interlaced.png");
     JOIN(p2, dir, "gray2.png");
@@ -562,13 +542,13 @@ static void png_interlaced_and_low_depth_gray(void) {
     EXPECT(back.pixels && bad == 0, "2-bit gray: %d pixels not scaled to 0/85/170/255", bad);
     bk_image_free(&back);
     bk_image_free(&rgb);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- JPEG */
 
 static void jpeg_quality_roundtrip(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char p100[512], p50[512], pedge[512];
     JOIN(p100, dir, "q100.jpg");
     JOIN(p50, dir, "q50.jpg");
@@ -632,13 +612,13 @@ static void jpeg_quality_roundtrip(void) {
            "JPEG info %dx%d, %d channels, format %d", info.width, info.height, info.channels, info.format);
     bk_image_free(&img);
     bk_image_free(&edges);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Decoding is libjpeg's accurate integer IDCT with fancy upsampling: the same as decoding
  * the file with those settings directly (a 4:2:0 file, where upsampling matters). */
 static void jpeg_decode_matches_islow_fancy(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512];
     JOIN(path, dir, "q75.jpg");
     bk_image img, back = {0};
@@ -669,11 +649,11 @@ static void jpeg_decode_matches_islow_fancy(void) {
     free(ref);
     bk_image_free(&back);
     bk_image_free(&img);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void jpeg_gray_reads_as_rgb(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char path[512];
     JOIN(path, dir, "gray.jpg");
     bk_image gray, back = {0};
@@ -696,11 +676,11 @@ static void jpeg_gray_reads_as_rgb(void) {
     bk_image_free(&g1);
     bk_image_free(&back);
     bk_image_free(&gray);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void jpeg_cmyk_refused(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char pcmyk[512], pycck[512];
     JOIN(pcmyk, dir, "cmyk.jpg");
     JOIN(pycck, dir, "ycck.jpg");
@@ -718,7 +698,7 @@ static void jpeg_cmyk_refused(void) {
         EXPECT(back.pixels == NULL, "pixels left after a refusal");
         EXPECT_FAILS_WITH_PATH(bk_image_read(paths[f], 1, 0, &back), paths[f], "CMYK JPEG as gray");
     }
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- header only */
@@ -726,7 +706,7 @@ static void jpeg_cmyk_refused(void) {
 /* bk_image_read_info reads the header only: it gives the size of files whose pixel data is cut
  * off, which bk_image_read refuses. */
 static void read_info_does_not_decode(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char ppng[512], pjpg[512], cpng[512], cjpg[512];
     JOIN(ppng, dir, "a.png");
     JOIN(pjpg, dir, "a.jpg");
@@ -754,13 +734,13 @@ static void read_info_does_not_decode(void) {
         EXPECT_FAILS_WITH_PATH(bk_image_read(cut[f], 3, 0, &back), cut[f], "cut pixel data");
     }
     bk_image_free(&img);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- bad input */
 
 static void bad_files_fail_with_path(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char missing[512], empty[512], text[512], sub[512], png_named_jpg[512], jpg_named_png[512];
     JOIN(missing, dir, "missing.png");
     JOIN(empty, dir, "empty.jpg");
@@ -806,12 +786,12 @@ static void bad_files_fail_with_path(void) {
            "a PNG named .jpg does not read as its pixels");
     bk_image_free(&img);
     bk_image_free(&pat);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* Cut points as a fraction of the file, and "right after the header". */
 static void truncated_files_fail_with_path(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char ppng[512], pjpg[512], cut[512];
     JOIN(ppng, dir, "full.png");
     JOIN(pjpg, dir, "full.jpg");
@@ -847,12 +827,12 @@ static void truncated_files_fail_with_path(void) {
         free(b);
     }
     bk_image_free(&img);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* PNG: a flipped byte in IHDR or IDAT breaks the chunk's CRC. */
 static void png_flipped_bytes_detected(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char ppng[512], bad[512];
     JOIN(ppng, dir, "full.png");
     bk_image img;
@@ -881,13 +861,13 @@ static void png_flipped_bytes_detected(void) {
     }
     free(b);
     bk_image_free(&img);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* JPEG has no checksum: a flipped byte must either give an error naming the file or decode
  * cleanly at the right size. Counts what was detected. */
 static void jpeg_flipped_bytes_error_or_clean(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char pjpg[512], bad[512];
     JOIN(pjpg, dir, "full.jpg");
     bk_image img;
@@ -967,7 +947,7 @@ static void jpeg_flipped_bytes_error_or_clean(void) {
            header_flips);
     free(b);
     bk_image_free(&img);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- size limit */
@@ -1004,7 +984,7 @@ static void expect_size_refusal(const char *path, const char *what, const char *
  * the header, with a message about the limit. The address space is limited so that a decoder
  * allocating the image would fail with "out of memory" instead. */
 static void png_oversized_header_refused_before_allocating(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     limit_address_space();
     uint8_t buf[256];
     char path[512];
@@ -1026,13 +1006,13 @@ static void png_oversized_header_refused_before_allocating(void) {
     JOIN(path, dir, "over64.png");
     spit(path, buf, png_header_only(buf, 8001, 8000, 2));
     expect_size_refusal(path, "8001x8000 PNG", "8001x8000");
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* The same header with no pixel data at all: IHDR then IEND, or IHDR then the end of the
  * file. The size is known from IHDR, so the refusal is about the limit too. */
 static void png_oversized_header_without_pixel_data_refused(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     limit_address_space();
     uint8_t buf[256];
     char path[512];
@@ -1042,12 +1022,12 @@ static void png_oversized_header_without_pixel_data_refused(void) {
     JOIN(path, dir, "huge_ihdr.png");
     spit(path, buf, png_header_only(buf, 20000, 20000, 0));
     expect_size_refusal(path, "20000x20000 PNG, IHDR only", "20000x20000");
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* A JPEG whose SOF0 says 20000x20000 (the rest from a small image). */
 static void jpeg_oversized_header_refused_before_allocating(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     limit_address_space();
     char small[512], path[512];
     JOIN(small, dir, "small.jpg");
@@ -1072,11 +1052,11 @@ static void jpeg_oversized_header_refused_before_allocating(void) {
                "read_info of the 20000x20000 JPEG: %s", bk_last_error());
     }
     free(b);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 static void custom_max_pixels_honoured(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char ppng[512], pjpg[512];
     JOIN(ppng, dir, "a.png");
     JOIN(pjpg, dir, "a.jpg");
@@ -1099,13 +1079,13 @@ static void custom_max_pixels_honoured(void) {
         bk_image_free(&img);
     }
     bk_image_free(&pat);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 /* ---------------------------------------------------------------- writing */
 
 static void write_into_missing_directory_fails_cleanly(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char nodir[512], ppng[600], pjpg[600], tmp[700];
     JOIN(nodir, dir, "no/such/dir");
     snprintf(ppng, sizeof ppng, "%.512s/out.png", nodir);
@@ -1138,7 +1118,7 @@ static void write_into_missing_directory_fails_cleanly(void) {
     EXPECT(!exists(tmp), ".tmp remained after a successful write");
     bk_image_free(&back);
     bk_image_free(&pat);
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 BK_TEST_MAIN(BK_TEST(png_rgb_and_gray_roundtrip_bit_exact), BK_TEST(png_rgb_read_as_gray_is_luminance),

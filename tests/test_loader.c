@@ -3,7 +3,6 @@
  * a step), epochs as permutations, the paired geometry of crops and flips checked against a
  * reference decode + bk_resize_image + crop/flip, errors from corrupt files, closing while
  * workers wait, and refused configurations. */
-#define _GNU_SOURCE /* nftw */
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
@@ -25,20 +24,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *make_tmpdir(void) {
-    char *d = strdup("/tmp/bk_test_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        printf("    mkdtemp: %s\n", strerror(errno));
-        exit(1);
-    }
-    return d;
-}
-
-static int remove_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -56,7 +41,7 @@ typedef struct fixture {
 
 static void fixture_open(fixture *f, int count) {
     alarm(60); /* a hung loader fails the case in a minute (SIGALRM), not at the harness's limit */
-    f->dir = make_tmpdir();
+    f->dir = bk_test_tmpdir();
     snprintf(f->root, sizeof f->root, "%s/ebb", f->dir);
     /* the generator's output does not depend on the thread count; one thread is fastest for
      * these tiny images */
@@ -72,8 +57,7 @@ static void fixture_open(fixture *f, int count) {
 
 static void fixture_close(fixture *f) {
     bk_ebb_index_free(&f->ix);
-    nftw(f->dir, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(f->dir);
+    bk_test_remove_tmpdir(f->dir);
 }
 
 /* Random crops and flips, shuffled, 4 per batch, 32x40 crops of the files' own size. */

@@ -1,7 +1,6 @@
 /* test_synth.c — the synthetic EBB!-style dataset (data/synth.h): determinism, sizes and
  * aspect ratios, the focus mask, the defocus being outside the mask (what makes the task
  * learnable), and the files bk_synth_write lays out for bk_ebb_scan. */
-#define _GNU_SOURCE /* nftw */
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
@@ -17,25 +16,6 @@
 #include "tests/support/harness.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *make_tmpdir(void) {
-    char *d = strdup("/tmp/bk_test_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        printf("    mkdtemp: %s\n", strerror(errno));
-        exit(1);
-    }
-    return d;
-}
-
-static int remove_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void remove_tmpdir(char *d) {
-    nftw(d, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
 
 typedef struct scene {
     bk_image in, tg, mk;
@@ -196,7 +176,7 @@ static void target_differs_from_input_outside_the_mask(void) {
 /* ---------------------------------------------------------------- files */
 
 static void written_root_is_an_ebb_layout_with_masks(void) {
-    char *dir = make_tmpdir();
+    char *dir = bk_test_tmpdir();
     char root[512];
     snprintf(root, sizeof root, "%s/datasets/synth", dir); /* the parent is created too */
     EXPECT(bk_synth_write(root, 10, 3, 48, 9, 0) == BK_OK, "write: %s", bk_last_error());
@@ -251,7 +231,7 @@ static void written_root_is_an_ebb_layout_with_masks(void) {
     snprintf(bad, sizeof bad, "%s/root", file);
     EXPECT(bk_synth_write(bad, 0, 1, 48, 1, 0) != BK_OK && strstr(bk_last_error(), bad),
            "writing under a plain file: %s", bk_last_error());
-    remove_tmpdir(dir);
+    bk_test_remove_tmpdir(dir);
 }
 
 BK_TEST_MAIN(BK_TEST(scenes_are_deterministic), BK_TEST(widths_vary_with_ebb_aspect_ratios),

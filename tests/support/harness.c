@@ -1,6 +1,9 @@
 /* harness.c — forked test cases, EXPECT bookkeeping, tolerance checks, test data. */
+#define _GNU_SOURCE /* nftw */
 #include "tests/support/harness.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -167,4 +170,23 @@ int bk_test_main(int argc, char **argv, const bk_test *tests, int n) {
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+char *bk_test_tmpdir(void) {
+    char *d = strdup("/tmp/bk_test_XXXXXX");
+    if (!d || !mkdtemp(d)) {
+        printf("    mkdtemp: %s\n", strerror(errno));
+        exit(1);
+    }
+    return d;
+}
+
+static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+void bk_test_remove_tmpdir(char *d) {
+    nftw(d, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
 }

@@ -28,6 +28,11 @@ typedef struct bk_test {
 
 int bk_test_main(int argc, char **argv, const bk_test *tests, int n);
 
+/* A new empty directory /tmp/bk_test_XXXXXX (malloc'd name); the case stops if it cannot be made. */
+char *bk_test_tmpdir(void);
+/* Removes directory d and everything under it, and frees d (a bk_test_tmpdir name). */
+void bk_test_remove_tmpdir(char *d);
+
 /* Records a failure of the current case (and prints it with file:line). */
 void bk_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
