@@ -65,6 +65,16 @@ void *bk_arena_alloc(bk_arena *a, size_t bytes) {
     return p;
 }
 
+bk_arena_pos bk_arena_mark(const bk_arena *a) {
+    return (bk_arena_pos){a->chunks, a->chunks ? a->chunks->top : 0, a->used};
+}
+
+void bk_arena_release(bk_arena *a, bk_arena_pos pos) {
+    if (!pos.chunk || a->chunks != pos.chunk) return;
+    pos.chunk->top = pos.top;
+    a->used = pos.used;
+}
+
 void bk_arena_reset(bk_arena *a) {
     /* More than one chunk means the step outgrew the arena: replace them by one block of the
      * peak size so the next step fits without allocating. */

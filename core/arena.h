@@ -26,6 +26,16 @@ typedef struct bk_arena {
 void bk_arena_init(bk_arena *a, size_t chunk_min);
 /* 64-byte aligned, uninitialised. Exits with a clear message if the system has no memory left. */
 void *bk_arena_alloc(bk_arena *a, size_t bytes);
+/* A position in the arena: everything allocated after it can be given back early (per-op
+ * scratch), as long as nothing allocated after it is still in use. */
+typedef struct bk_arena_pos {
+    bk_arena_chunk *chunk;
+    size_t top, used;
+} bk_arena_pos;
+bk_arena_pos bk_arena_mark(const bk_arena *a);
+/* Gives back what was allocated since `pos`, if it all came from the same chunk (otherwise
+ * it stays until the reset). */
+void bk_arena_release(bk_arena *a, bk_arena_pos pos);
 /* Releases everything allocated since the last reset. */
 void bk_arena_reset(bk_arena *a);
 void bk_arena_free(bk_arena *a);

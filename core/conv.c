@@ -10,13 +10,22 @@
  *
  * One plan per geometry holds every primitive of that geometry, created on first use:
  * forward variants (bias, activation, residual), backward data, backward weights with and
- * without bias. The direct algorithm is used; where a later per-layer choice (Winograd) plugs
- * in is described in docs/ARCHITECTURE.md.
+ * without bias, for each algorithm it uses.
+ *
+ * Algorithms. Direct convolution works on the NHWC tensors as they are. Winograd F(4x4, 3x3)
+ * (oneDNN's jit_wino_4x3, about 2.4x faster on large 3x3 layers) exists in oneDNN 2.6 only for
+ * 3x3, stride 1, padding <= 1, ungrouped convs with channel counts that are multiples of 16,
+ * on the blocked nChw16c layout: the Winograd path reorders its activation operands into that
+ * layout and its result back, inside the op, so the rest of bokehlab still sees NHWC. Which of
+ * the two runs is decided per geometry and direction (forward, backward data, backward weights)
+ * by conv_choice.c: by timing both, reorders included, on the first real call, unless a choice
+ * was loaded from a checkpoint or the policy (BOKEHLAB_CONV_ALGO) forces one.
  *
  * Differentiation: fwd, bwd_data and bwd_weights of one geometry are closed under
  * differentiation (each one's backward is made of the other two), so any order of gradient is
  * again a convolution of the same geometry.
  */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +35,10 @@
 #include "core/op_backward.h"
 #include "core/ops.h"
 #include "core/weight_cache.h"
+#include "core/conv_choice.h"
 
 enum { MAX_FWD_VARIANTS = 8 };
+enum { ALGO_DIRECT = BK_CONV_DIRECT, ALGO_WINO = BK_CONV_WINOGRAD, N_ALGOS = 2 };
 
 typedef struct conv_key {
     uint32_t tag; /* "CONV": keeps conv plans apart from other plans in ctx->prims */
@@ -39,16 +50,13 @@ typedef struct fwd_variant {
     bool made;
     bool bias, sum;
     bk_act act;
+    bool act_apart;                 /* the kernel cannot fuse act: applied after it */
     bk_prim prim;
     const dnnl_memory_desc_t *w_md; /* weights layout this primitive wants */
 } fwd_variant;
 
-typedef struct conv_plan {
-    bk_conv_geom g;
-    dnnl_memory_desc_t x_md, y_md;   /* NHWC activations */
-    dnnl_memory_desc_t w_user_md;    /* bokehlab's weight storage, described by strides */
-    dnnl_memory_desc_t w_any_md;     /* same dims, layout left to oneDNN */
-    dnnl_memory_desc_t b_md;
+/* Every primitive of one geometry for one algorithm. */
+typedef struct conv_kernels {
     fwd_variant fwd[MAX_FWD_VARIANTS];
     bool bwd_data_made;
     bk_prim bwd_data;
@@ -56,6 +64,23 @@ typedef struct conv_plan {
     bool bwd_w_made[2];              /* [0] without, [1] with diff_bias */
     bk_prim bwd_w[2];
     const dnnl_memory_desc_t *bwd_w_md[2];
+} conv_kernels;
+
+typedef struct conv_plan {
+    bk_conv_geom g;
+    dnnl_memory_desc_t x_md, y_md;   /* NHWC activations */
+    /* Winograd: the conv runs on channels padded to multiples of 16 (icp, ocp), in nChw16c.
+     * xb/yb describe the activations' real channels in that layout (padding kept zero by the
+     * reorders), xbp/ybp the same bytes with the padded channel count, as the kernel sees them. */
+    int64_t icp, ocp;
+    dnnl_memory_desc_t xb_md, yb_md, xbp_md, ybp_md;
+    dnnl_memory_desc_t wp_any_md, bp_md; /* padded weights (layout left to oneDNN) and bias */
+    dnnl_memory_desc_t w_user_md;    /* bokehlab's weight storage, described by strides */
+    dnnl_memory_desc_t w_any_md;     /* same dims, layout left to oneDNN */
+    dnnl_memory_desc_t b_md;
+    conv_kernels k[N_ALGOS];
+    bool wino_possible;              /* the geometry fits oneDNN's Winograd kernel */
+    int8_t algo[BK_CONV_DIRS];       /* chosen algorithm per direction, -1: not yet */
 } conv_plan;
 
 typedef union op_desc {
@@ -161,11 +186,14 @@ static void weight_mds(const bk_conv_geom *g, dnnl_memory_desc_t *user, dnnl_mem
 
 static void plan_free(void *v) {
     conv_plan *pl = v;
-    for (int i = 0; i < MAX_FWD_VARIANTS; i++)
-        if (pl->fwd[i].made) bk_prim_destroy(&pl->fwd[i].prim);
-    if (pl->bwd_data_made) bk_prim_destroy(&pl->bwd_data);
-    for (int i = 0; i < 2; i++)
-        if (pl->bwd_w_made[i]) bk_prim_destroy(&pl->bwd_w[i]);
+    for (int a = 0; a < N_ALGOS; a++) {
+        conv_kernels *k = &pl->k[a];
+        for (int i = 0; i < MAX_FWD_VARIANTS; i++)
+            if (k->fwd[i].made) bk_prim_destroy(&k->fwd[i].prim);
+        if (k->bwd_data_made) bk_prim_destroy(&k->bwd_data);
+        for (int i = 0; i < 2; i++)
+            if (k->bwd_w_made[i]) bk_prim_destroy(&k->bwd_w[i]);
+    }
     free(pl);
 }
 
@@ -181,6 +209,21 @@ static conv_plan *get_plan(bk_ctx *ctx, const bk_conv_geom *g) {
     pl->g = *g;
     bk_md_nhwc(&pl->x_md, in_shape(g));
     bk_md_nhwc(&pl->y_md, out_shape(g));
+    pl->wino_possible = bk_conv_winograd_fits(g);
+    if (pl->wino_possible) {
+        pl->icp = (g->ic + 15) / 16 * 16;
+        pl->ocp = (g->oc + 15) / 16 * 16;
+        dnnl_dims_t xd = {g->n, g->ic, g->ih, g->iw}, yd = {g->n, g->oc, g->oh, g->ow};
+        dnnl_dims_t xpd = {g->n, pl->icp, g->ih, g->iw}, ypd = {g->n, pl->ocp, g->oh, g->ow};
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->xb_md, 4, xd, dnnl_f32, dnnl_nChw16c));
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->yb_md, 4, yd, dnnl_f32, dnnl_nChw16c));
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->xbp_md, 4, xpd, dnnl_f32, dnnl_nChw16c));
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->ybp_md, 4, ypd, dnnl_f32, dnnl_nChw16c));
+        dnnl_dims_t wd = {pl->ocp, pl->icp, g->kh, g->kw}, bd = {pl->ocp};
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->wp_any_md, 4, wd, dnnl_f32, dnnl_format_tag_any));
+        BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->bp_md, 1, bd, dnnl_f32, dnnl_x));
+    }
+    for (int d = 0; d < BK_CONV_DIRS; d++) pl->algo[d] = BK_CONV_UNDECIDED;
     weight_mds(g, &pl->w_user_md, &pl->w_any_md);
     dnnl_dims_t bd = {g->oc};
     BK_DNNL(dnnl_memory_desc_init_by_tag(&pl->b_md, 1, bd, dnnl_f32, dnnl_x));
@@ -196,32 +239,35 @@ static const char *describe(const bk_conv_geom *g, const char *dir, char *buf, s
     return buf;
 }
 
-/* Fills `d` for direction 0 fwd, 1 bwd_data, 2 bwd_weights. */
-static void init_desc(const conv_plan *pl, int dir, bool bias, op_desc *d) {
+/* Fills `d` for direction BK_CONV_FWD, BK_CONV_BWD_DATA or BK_CONV_BWD_WEIGHTS. */
+static void init_desc(const conv_plan *pl, int algo, int dir, bool bias, op_desc *d) {
     const bk_conv_geom *g = &pl->g;
     dnnl_dims_t strides = {g->sh, g->sw}, pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
     const dnnl_memory_desc_t *b = bias ? &pl->b_md : NULL;
     if (!g->transposed) {
-        dnnl_alg_kind_t alg = dnnl_convolution_direct;
-        if (dir == 0)
-            BK_DNNL(dnnl_convolution_forward_desc_init(&d->conv, dnnl_forward_training, alg,
-                                                       &pl->x_md, &pl->w_any_md, b, &pl->y_md,
-                                                       strides, pad_l, pad_r));
-        else if (dir == 1)
-            BK_DNNL(dnnl_convolution_backward_data_desc_init(&d->conv, alg, &pl->x_md,
-                                                             &pl->w_any_md, &pl->y_md, strides,
+        bool wino = algo == ALGO_WINO;
+        dnnl_alg_kind_t alg = wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
+        const dnnl_memory_desc_t *x = wino ? &pl->xbp_md : &pl->x_md;
+        const dnnl_memory_desc_t *y = wino ? &pl->ybp_md : &pl->y_md;
+        const dnnl_memory_desc_t *w = wino ? &pl->wp_any_md : &pl->w_any_md;
+        if (wino && bias) b = &pl->bp_md;
+        if (dir == BK_CONV_FWD)
+            BK_DNNL(dnnl_convolution_forward_desc_init(&d->conv, dnnl_forward_training, alg, x, w,
+                                                       b, y, strides, pad_l, pad_r));
+        else if (dir == BK_CONV_BWD_DATA)
+            BK_DNNL(dnnl_convolution_backward_data_desc_init(&d->conv, alg, x, w, y, strides,
                                                              pad_l, pad_r));
         else
-            BK_DNNL(dnnl_convolution_backward_weights_desc_init(&d->conv, alg, &pl->x_md,
-                                                                &pl->w_any_md, b, &pl->y_md,
+            BK_DNNL(dnnl_convolution_backward_weights_desc_init(&d->conv, alg, x, w, b, y,
                                                                 strides, pad_l, pad_r));
     } else {
+        BK_CHECK(algo == ALGO_DIRECT, "Winograd for a transposed convolution");
         dnnl_alg_kind_t alg = dnnl_deconvolution_direct;
-        if (dir == 0)
+        if (dir == BK_CONV_FWD)
             BK_DNNL(dnnl_deconvolution_forward_desc_init(&d->deconv, dnnl_forward_training, alg,
                                                          &pl->x_md, &pl->w_any_md, b, &pl->y_md,
                                                          strides, pad_l, pad_r));
-        else if (dir == 1)
+        else if (dir == BK_CONV_BWD_DATA)
             BK_DNNL(dnnl_deconvolution_backward_data_desc_init(&d->deconv, alg, &pl->x_md,
                                                                &pl->w_any_md, &pl->y_md, strides,
                                                                pad_l, pad_r));
@@ -238,32 +284,53 @@ static void make_or_die(bk_ctx *ctx, bk_prim *p, const op_desc *d, const_dnnl_po
         bk_panic(__FILE__, __LINE__, "oneDNN has no implementation for %s", what);
 }
 
-static fwd_variant *get_fwd(bk_ctx *ctx, conv_plan *pl, bool bias, bk_act act, bool sum) {
+static const char *const ALGO_NAME[N_ALGOS] = {"", " winograd"};
+
+/* Post-ops of y = act(conv + b + r): "sum" (the residual, copied into y first), then act.
+ * NULL if there are none. */
+static dnnl_post_ops_t post_ops(bool sum, bk_act act) {
+    if (!sum && act.kind == BK_ACT_NONE) return NULL;
+    dnnl_post_ops_t po;
+    BK_DNNL(dnnl_post_ops_create(&po));
+    if (sum) BK_DNNL(dnnl_post_ops_append_sum(po, 1.0f));
+    if (act.kind == BK_ACT_RELU)
+        BK_DNNL(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, act.alpha, 0.0f));
+    if (act.kind == BK_ACT_CLIP)
+        BK_DNNL(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, act.alpha, act.beta));
+    return po;
+}
+
+static fwd_variant *get_fwd(bk_ctx *ctx, conv_plan *pl, int algo, bool bias, bk_act act, bool sum) {
+    conv_kernels *k = &pl->k[algo];
     for (int i = 0; i < MAX_FWD_VARIANTS; i++) {
-        fwd_variant *v = &pl->fwd[i];
+        fwd_variant *v = &k->fwd[i];
         if (v->made && v->bias == bias && v->sum == sum && v->act.kind == act.kind &&
-            v->act.alpha == act.alpha)
+            v->act.alpha == act.alpha && v->act.beta == act.beta)
             return v;
     }
     fwd_variant *v = NULL;
     for (int i = 0; i < MAX_FWD_VARIANTS && !v; i++)
-        if (!pl->fwd[i].made) v = &pl->fwd[i];
+        if (!k->fwd[i].made) v = &k->fwd[i];
     BK_CHECK(v, "more than %d forward variants of one convolution", MAX_FWD_VARIANTS);
     BK_CHECK(!pl->g.transposed || (act.kind == BK_ACT_NONE && !sum),
              "post-ops on a transposed convolution");
-    char what[160];
-    describe(&pl->g, "forward", what, sizeof what);
+    char what[160], dir[32];
+    snprintf(dir, sizeof dir, "forward%s", ALGO_NAME[algo]);
+    describe(&pl->g, dir, what, sizeof what);
     op_desc d;
-    init_desc(pl, 0, bias, &d);
-    dnnl_post_ops_t po = NULL;
-    if (sum || act.kind != BK_ACT_NONE) {
-        BK_DNNL(dnnl_post_ops_create(&po));
-        if (sum) BK_DNNL(dnnl_post_ops_append_sum(po, 1.0f));
-        if (act.kind == BK_ACT_RELU)
-            BK_DNNL(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, act.alpha, 0.0f));
-    }
-    make_or_die(ctx, &v->prim, &d, po, NULL, what);
+    init_desc(pl, algo, BK_CONV_FWD, bias, &d);
+    dnnl_post_ops_t po = post_ops(sum, act);
+    bool made = bk_prim_create(ctx, &v->prim, &d, po, NULL, what);
     if (po) dnnl_post_ops_destroy(po);
+    v->act_apart = false;
+    if (!made && act.kind != BK_ACT_NONE) {
+        /* jit_wino_4x3 fuses only a plain ReLU: LeakyReLU and clipping run after it */
+        po = post_ops(sum, bk_act_none());
+        made = bk_prim_create(ctx, &v->prim, &d, po, NULL, what);
+        if (po) dnnl_post_ops_destroy(po);
+        v->act_apart = true;
+    }
+    if (!made) bk_panic(__FILE__, __LINE__, "oneDNN has no implementation for %s", what);
     bk_prim_arg(ctx, &v->prim, DNNL_ARG_SRC);
     v->w_md = bk_prim_arg(ctx, &v->prim, DNNL_ARG_WEIGHTS);
     if (bias) bk_prim_arg(ctx, &v->prim, DNNL_ARG_BIAS);
@@ -275,36 +342,174 @@ static fwd_variant *get_fwd(bk_ctx *ctx, conv_plan *pl, bool bias, bk_act act, b
     return v;
 }
 
-static bk_prim *get_bwd_data(bk_ctx *ctx, conv_plan *pl) {
-    if (pl->bwd_data_made) return &pl->bwd_data;
-    fwd_variant *hint = get_fwd(ctx, pl, false, bk_act_none(), false);
-    char what[160];
-    describe(&pl->g, "backward data", what, sizeof what);
+static conv_kernels *get_bwd_data(bk_ctx *ctx, conv_plan *pl, int algo) {
+    conv_kernels *k = &pl->k[algo];
+    if (k->bwd_data_made) return k;
+    fwd_variant *hint = get_fwd(ctx, pl, algo, false, bk_act_none(), false);
+    char what[160], dir[40];
+    snprintf(dir, sizeof dir, "backward data%s", ALGO_NAME[algo]);
+    describe(&pl->g, dir, what, sizeof what);
     op_desc d;
-    init_desc(pl, 1, false, &d);
-    make_or_die(ctx, &pl->bwd_data, &d, NULL, hint->prim.pd, what);
-    bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_DIFF_DST);
-    pl->bwd_data_w_md = bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_WEIGHTS);
-    bk_prim_arg(ctx, &pl->bwd_data, DNNL_ARG_DIFF_SRC);
-    pl->bwd_data_made = true;
-    return &pl->bwd_data;
+    init_desc(pl, algo, BK_CONV_BWD_DATA, false, &d);
+    make_or_die(ctx, &k->bwd_data, &d, NULL, hint->prim.pd, what);
+    bk_prim_arg(ctx, &k->bwd_data, DNNL_ARG_DIFF_DST);
+    k->bwd_data_w_md = bk_prim_arg(ctx, &k->bwd_data, DNNL_ARG_WEIGHTS);
+    bk_prim_arg(ctx, &k->bwd_data, DNNL_ARG_DIFF_SRC);
+    k->bwd_data_made = true;
+    return k;
 }
 
-static bk_prim *get_bwd_weights(bk_ctx *ctx, conv_plan *pl, bool bias) {
-    if (pl->bwd_w_made[bias]) return &pl->bwd_w[bias];
-    fwd_variant *hint = get_fwd(ctx, pl, bias, bk_act_none(), false);
-    char what[160];
-    describe(&pl->g, bias ? "backward weights+bias" : "backward weights", what, sizeof what);
+static conv_kernels *get_bwd_weights(bk_ctx *ctx, conv_plan *pl, int algo, bool bias) {
+    conv_kernels *k = &pl->k[algo];
+    if (k->bwd_w_made[bias]) return k;
+    fwd_variant *hint = get_fwd(ctx, pl, algo, bias, bk_act_none(), false);
+    char what[160], dir[48];
+    snprintf(dir, sizeof dir, "%s%s", bias ? "backward weights+bias" : "backward weights", ALGO_NAME[algo]);
+    describe(&pl->g, dir, what, sizeof what);
     op_desc d;
-    init_desc(pl, 2, bias, &d);
-    bk_prim *p = &pl->bwd_w[bias];
+    init_desc(pl, algo, BK_CONV_BWD_WEIGHTS, bias, &d);
+    bk_prim *p = &k->bwd_w[bias];
     make_or_die(ctx, p, &d, NULL, hint->prim.pd, what);
     bk_prim_arg(ctx, p, DNNL_ARG_SRC);
     bk_prim_arg(ctx, p, DNNL_ARG_DIFF_DST);
-    pl->bwd_w_md[bias] = bk_prim_arg(ctx, p, DNNL_ARG_DIFF_WEIGHTS);
+    k->bwd_w_md[bias] = bk_prim_arg(ctx, p, DNNL_ARG_DIFF_WEIGHTS);
     if (bias) bk_prim_arg(ctx, p, DNNL_ARG_DIFF_BIAS);
-    pl->bwd_w_made[bias] = true;
+    k->bwd_w_made[bias] = true;
+    return k;
+}
+
+/* ---------------------------------------------------------------- execution per algorithm */
+
+/* An activation in the blocked layout for the Winograd kernels: a step buffer, filled from the
+ * NHWC `src` when it is given. */
+static float *blocked(bk_ctx *ctx, const dnnl_memory_desc_t *nhwc, const dnnl_memory_desc_t *blk,
+                     const float *src) {
+    float *b = bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(blk));
+    if (src) bk_reorder(ctx, nhwc, src, blk, b);
+    return b;
+}
+
+/* The bias padded with zeros to the Winograd kernel's channel count (a step buffer). */
+static const float *padded_bias(bk_ctx *ctx, const conv_plan *pl, const bk_tensor *b) {
+    if (pl->ocp == pl->g.oc) return b->data;
+    float *p = bk_arena_alloc(&ctx->step, (size_t)pl->ocp * sizeof *p);
+    memcpy(p, b->data, (size_t)pl->g.oc * sizeof *p);
+    memset(p + pl->g.oc, 0, (size_t)(pl->ocp - pl->g.oc) * sizeof *p);
     return p;
+}
+
+static void act_inplace(float *y, int64_t n, bk_act act) {
+    if (act.kind == BK_ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : act.alpha * y[i];
+    } else if (act.kind == BK_ACT_CLIP) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] < act.alpha ? act.alpha : y[i] > act.beta ? act.beta : y[i];
+    }
+}
+
+/* y = act(conv(x, w) + b + r) with algorithm `algo`; y is fully written. */
+static void exec_fwd(bk_ctx *ctx, conv_plan *pl, int algo, bk_tensor *x, bk_tensor *w, bk_tensor *b,
+                     bk_act act, bk_tensor *residual, bk_tensor *y) {
+    fwd_variant *v = get_fwd(ctx, pl, algo, b != NULL, act, residual != NULL);
+    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, v->w_md);
+    bool wino = algo == ALGO_WINO;
+    bk_arena_pos mark = bk_arena_mark(&ctx->step);
+    const float *xd = wino ? blocked(ctx, &pl->x_md, &pl->xb_md, x->data) : x->data;
+    float *yd = wino ? blocked(ctx, &pl->y_md, &pl->yb_md, residual ? residual->data : NULL) : y->data;
+    if (residual && !wino) bk_kernel_copy(y->data, residual->data, bk_numel(y));
+    const void *data[4];
+    int n = 0;
+    data[n++] = xd;
+    data[n++] = wd;
+    if (b) data[n++] = wino ? padded_bias(ctx, pl, b) : b->data;
+    data[n++] = yd;
+    bk_prim_run(ctx, &v->prim, data);
+    if (wino) bk_reorder(ctx, &pl->yb_md, yd, &pl->y_md, y->data);
+    if (v->act_apart) act_inplace(y->data, bk_numel(y), act);
+    bk_arena_release(&ctx->step, mark);
+    ctx->stats.conv_macs += conv_macs(&pl->g);
+    ctx->stats.winograd_runs += wino;
+}
+
+static void exec_bwd_data(bk_ctx *ctx, conv_plan *pl, int algo, bk_tensor *gy, bk_tensor *w, bk_tensor *gx) {
+    conv_kernels *k = get_bwd_data(ctx, pl, algo);
+    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, k->bwd_data_w_md);
+    bool wino = algo == ALGO_WINO;
+    bk_arena_pos mark = bk_arena_mark(&ctx->step);
+    const float *gyd = wino ? blocked(ctx, &pl->y_md, &pl->yb_md, gy->data) : gy->data;
+    float *gxd = wino ? blocked(ctx, &pl->x_md, &pl->xb_md, NULL) : gx->data;
+    const void *data[3] = {gyd, wd, gxd};
+    bk_prim_run(ctx, &k->bwd_data, data);
+    if (wino) bk_reorder(ctx, &pl->xb_md, gxd, &pl->x_md, gx->data);
+    bk_arena_release(&ctx->step, mark);
+    ctx->stats.conv_macs += conv_macs(&pl->g);
+    ctx->stats.winograd_runs += wino;
+}
+
+/* gw (bokehlab layout) and optionally gb from x and gy. */
+static void exec_bwd_weights(bk_ctx *ctx, conv_plan *pl, int algo, bk_tensor *x, bk_tensor *gy,
+                             bk_tensor *gw, bk_tensor *gb) {
+    bool bias = gb != NULL;
+    conv_kernels *k = get_bwd_weights(ctx, pl, algo, bias);
+    const dnnl_memory_desc_t *md = k->bwd_w_md[bias];
+    bool wino = algo == ALGO_WINO;
+    bk_arena_pos mark = bk_arena_mark(&ctx->step);
+    const float *xd = wino ? blocked(ctx, &pl->x_md, &pl->xb_md, x->data) : x->data;
+    const float *gyd = wino ? blocked(ctx, &pl->y_md, &pl->yb_md, gy->data) : gy->data;
+    bool user = dnnl_memory_desc_equal(md, &pl->w_user_md);
+    float *dw = user ? gw->data : bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(md));
+    bool pad_b = bias && wino && pl->ocp != pl->g.oc;
+    float *db = pad_b ? bk_arena_alloc(&ctx->step, (size_t)pl->ocp * sizeof *db) : bias ? gb->data : NULL;
+    const void *data[4] = {xd, gyd, dw, db};
+    bk_prim_run(ctx, &k->bwd_w[bias], data);
+    if (!user) bk_reorder_resized(ctx, md, dw, &pl->w_user_md, gw->data);
+    if (pad_b) memcpy(gb->data, db, (size_t)pl->g.oc * sizeof *db);
+    bk_arena_release(&ctx->step, mark);
+    ctx->stats.conv_macs += conv_macs(&pl->g);
+    ctx->stats.winograd_runs += wino;
+}
+
+/* ---------------------------------------------------------------- algorithm choice */
+
+/* The direction's algorithm; on the first call of an undecided direction both are timed on the
+ * real operands (run_call executes one) and the faster is kept. The last run is always the chosen
+ * algorithm's, so the result does not depend on the order of the trials. */
+typedef struct conv_call {
+    bk_ctx *ctx;
+    conv_plan *pl;
+    bk_tensor *a, *b, *c, *d, *out, *out2;
+    bk_act act;
+} conv_call;
+
+static void run_call(const conv_call *c, int dir, int algo) {
+    if (dir == BK_CONV_FWD) exec_fwd(c->ctx, c->pl, algo, c->a, c->b, c->c, c->act, c->d, c->out);
+    else if (dir == BK_CONV_BWD_DATA) exec_bwd_data(c->ctx, c->pl, algo, c->a, c->b, c->out);
+    else exec_bwd_weights(c->ctx, c->pl, algo, c->a, c->b, c->out, c->out2);
+}
+
+static void run_chosen(const conv_call *c, int dir) {
+    conv_plan *pl = c->pl;
+    if (pl->algo[dir] == BK_CONV_UNDECIDED) {
+        int algo = bk_conv_choice_get(c->ctx, &pl->g, conv_macs(&pl->g), dir);
+        if (algo == BK_CONV_UNDECIDED) {
+            double t[N_ALGOS], macs0 = c->ctx->stats.conv_macs;
+            for (int a = 0; a < N_ALGOS; a++) {
+                t[a] = 1e30;
+                for (int rep = 0; rep < 3; rep++) { /* the first run also creates the primitive */
+                    double t0 = omp_get_wtime();
+                    run_call(c, dir, a);
+                    double dt = omp_get_wtime() - t0;
+                    if (rep > 0 && dt < t[a]) t[a] = dt;
+                }
+            }
+            c->ctx->stats.conv_macs = macs0; /* trials are not work done */
+            algo = t[ALGO_WINO] < t[ALGO_DIRECT] ? ALGO_WINO : ALGO_DIRECT;
+            bk_conv_choice_put(c->ctx, &pl->g, dir, algo, t);
+        }
+        pl->algo[dir] = (int8_t)algo;
+    }
+    run_call(c, dir, pl->algo[dir]);
 }
 
 /* ---------------------------------------------------------------- ops */
@@ -324,18 +529,9 @@ bk_tensor *bk_conv_fwd(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,
     if (b) check_shape(b, (bk_shape){1, g->oc, 1, 1}, "bias", g);
     if (residual) check_shape(residual, out_shape(g), "residual", g);
     conv_plan *pl = get_plan(ctx, g);
-    fwd_variant *v = get_fwd(ctx, pl, b != NULL, act, residual != NULL);
-    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, v->w_md);
     bk_tensor *y = bk_tensor_new(ctx, out_shape(g));
-    if (residual) bk_kernel_copy(y->data, residual->data, bk_numel(y));
-    const void *data[4];
-    int k = 0;
-    data[k++] = x->data;
-    data[k++] = wd;
-    if (b) data[k++] = b->data;
-    data[k++] = y->data;
-    bk_prim_run(ctx, &v->prim, data);
-    ctx->stats.conv_macs += conv_macs(g);
+    conv_call c = {ctx, pl, x, w, b, residual, y, NULL, act};
+    run_chosen(&c, BK_CONV_FWD);
 
     y->op = BK_OP_CONV;
     y->src[0] = x;
@@ -352,12 +548,9 @@ bk_tensor *bk_conv_bwd_data(bk_ctx *ctx, bk_tensor *gy, bk_tensor *w, const bk_c
     check_shape(gy, out_shape(g), "output gradient", g);
     check_shape(w, bk_conv_weight_shape(g), "weights", g);
     conv_plan *pl = get_plan(ctx, g);
-    bk_prim *p = get_bwd_data(ctx, pl);
-    const float *wd = bk_weights_as(ctx, w, &pl->w_user_md, pl->bwd_data_w_md);
     bk_tensor *gx = bk_tensor_new(ctx, in_shape(g));
-    const void *data[3] = {gy->data, wd, gx->data};
-    bk_prim_run(ctx, p, data);
-    ctx->stats.conv_macs += conv_macs(g);
+    conv_call c = {ctx, pl, gy, w, NULL, NULL, gx, NULL, bk_act_none()};
+    run_chosen(&c, BK_CONV_BWD_DATA);
 
     gx->op = BK_OP_CONV_BWD_DATA;
     gx->src[0] = gy;
@@ -373,15 +566,8 @@ static void run_bwd_weights(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_c
     check_shape(x, in_shape(g), "input", g);
     check_shape(gy, out_shape(g), "output gradient", g);
     conv_plan *pl = get_plan(ctx, g);
-    bool bias = gb != NULL;
-    bk_prim *p = get_bwd_weights(ctx, pl, bias);
-    const dnnl_memory_desc_t *md = pl->bwd_w_md[bias];
-    bool direct = dnnl_memory_desc_equal(md, &pl->w_user_md);
-    float *dw = direct ? gw->data : bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(md));
-    const void *data[4] = {x->data, gy->data, dw, bias ? gb->data : NULL};
-    bk_prim_run(ctx, p, data);
-    ctx->stats.conv_macs += conv_macs(g);
-    if (!direct) bk_reorder(ctx, md, dw, &pl->w_user_md, gw->data);
+    conv_call c = {ctx, pl, x, gy, NULL, NULL, gw, gb, bk_act_none()};
+    run_chosen(&c, BK_CONV_BWD_WEIGHTS);
 }
 
 bk_tensor *bk_conv_bwd_weights(bk_ctx *ctx, bk_tensor *x, bk_tensor *gy, const bk_conv_geom *g) {
@@ -428,7 +614,9 @@ bk_tensor *bk_conv_transpose2d(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tenso
 BK_BACKWARD(bk_conv_backward) {
     const bk_conv_geom *g = &out->p.conv.g;
     bk_act act = out->p.conv.act;
-    bk_tensor *gz = act.kind == BK_ACT_RELU ? bk_relu_bwd(ctx, gout, out, act.alpha) : gout;
+    bk_tensor *gz = act.kind == BK_ACT_RELU   ? bk_relu_bwd(ctx, gout, out, act.alpha)
+                    : act.kind == BK_ACT_CLIP ? bk_clamp_bwd(ctx, gout, out, act.alpha, act.beta, 0)
+                                              : gout;
     if (need[0]) gsrc[0] = bk_conv_bwd_data(ctx, gz, out->src[1], g);
     if (need[1] || need[2])
         bk_conv_bwd_weights_bias(ctx, out->src[0], gz, g, need[1] ? &gsrc[1] : NULL,

@@ -1,6 +1,8 @@
 /* ctx.c — creation and teardown of bk_ctx, step end, persistent allocation accounting. */
 #include "core/ctx.h"
 
+#include "core/conv_choice.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +22,15 @@ bk_status bk_ctx_init(bk_ctx *ctx) {
     ctx->prims = bk_cache_new();
     const char *policy = getenv("BOKEHLAB_REF_IMPL");
     ctx->impl_policy = (policy && strcmp(policy, "fail") == 0) ? BK_IMPL_FAIL : BK_IMPL_WARN;
-    return BK_OK;
+    bk_status st = bk_conv_policy_from_env(ctx);
+    if (st != BK_OK) bk_ctx_free(ctx);
+    return st;
 }
 
 void bk_ctx_free(bk_ctx *ctx) {
     if (!ctx->engine) return;
     bk_cache_free(ctx->prims);
+    bk_conv_choices_free(ctx);
     free(ctx->scratch);
     free(ctx->tape);
     free(ctx->bw_leaves);

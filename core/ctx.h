@@ -38,6 +38,7 @@ typedef struct bk_stats {
     size_t persistent_peak;
     size_t scratchpad_bytes;     /* size of the shared oneDNN scratchpad */
     double conv_macs;            /* multiply-accumulates of every conv executed (all directions) */
+    uint64_t winograd_runs;      /* conv executions (any direction) by the Winograd kernels */
 } bk_stats;
 
 struct bk_ctx {
@@ -60,6 +61,8 @@ struct bk_ctx {
     size_t scratch_bytes;
 
     bk_impl_policy impl_policy;
+    int conv_policy;           /* BOKEHLAB_CONV_ALGO: -1 auto, or the forced algorithm (conv_choice.h) */
+    struct bk_conv_choices *conv_choices; /* conv algorithm decided per geometry and direction */
     bk_stats stats;
 
     bk_block_hook block_hook;  /* NULL: blocks cost nothing */

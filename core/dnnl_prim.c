@@ -141,3 +141,29 @@ void bk_reorder(bk_ctx *ctx, const dnnl_memory_desc_t *src_md, const void *src,
     const void *data[2] = {src, dst};
     bk_prim_run(ctx, r, data);
 }
+
+void bk_reorder_resized(bk_ctx *ctx, const dnnl_memory_desc_t *src_md, const void *src,
+                        const dnnl_memory_desc_t *dst_md, void *dst) {
+    if (src_md->dims[0] == dst_md->dims[0] && src_md->dims[1] == dst_md->dims[1]) {
+        bk_reorder(ctx, src_md, src, dst_md, dst);
+        return;
+    }
+    BK_CHECK(src_md->ndims == 4 && dst_md->ndims == 4, "resized reorder of %d-D weights", src_md->ndims);
+    bool grow = dst_md->dims[0] >= src_md->dims[0] && dst_md->dims[1] >= src_md->dims[1];
+    const dnnl_memory_desc_t *small = grow ? src_md : dst_md, *big = grow ? dst_md : src_md;
+    for (int i = 0; i < 2; i++)
+        BK_CHECK(big->dims[i] == (small->dims[i] + 15) / 16 * 16, "resized reorder: %lld is not %lld padded to 16",
+                 (long long)big->dims[i], (long long)small->dims[i]);
+    /* the same bytes described with the real and with the padded dims */
+    dnnl_memory_desc_t blk_small, blk_big;
+    BK_DNNL(dnnl_memory_desc_init_by_tag(&blk_small, 4, small->dims, dnnl_f32, dnnl_OIhw16i16o));
+    BK_DNNL(dnnl_memory_desc_init_by_tag(&blk_big, 4, big->dims, dnnl_f32, dnnl_OIhw16i16o));
+    void *tmp = bk_arena_alloc(&ctx->step, dnnl_memory_desc_get_size(&blk_big));
+    if (grow) {
+        bk_reorder(ctx, src_md, src, &blk_small, tmp); /* zero-fills the padding */
+        bk_reorder(ctx, &blk_big, tmp, dst_md, dst);
+    } else {
+        bk_reorder(ctx, src_md, src, &blk_big, tmp);
+        bk_reorder(ctx, &blk_small, tmp, dst_md, dst);
+    }
+}

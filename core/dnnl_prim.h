@@ -62,4 +62,11 @@ void bk_md_nhwc(dnnl_memory_desc_t *md, bk_shape s);
 void bk_reorder(bk_ctx *ctx, const dnnl_memory_desc_t *src_md, const void *src,
                 const dnnl_memory_desc_t *dst_md, void *dst);
 
+/* The same for 4-D weights whose two first dims differ between src_md and dst_md, one side
+ * being the other rounded up to multiples of 16 (Winograd's padded channels): the values are
+ * copied, the padding is zero (growing) or dropped (shrinking), through an OIhw16i16o buffer
+ * in the step arena. Equal dims: bk_reorder. */
+void bk_reorder_resized(bk_ctx *ctx, const dnnl_memory_desc_t *src_md, const void *src,
+                        const dnnl_memory_desc_t *dst_md, void *dst);
+
 #endif

@@ -77,12 +77,13 @@ typedef struct bk_conv_geom {
     int32_t transposed;             /* 1: ConvTranspose2d, weights I,O/g,kH,kW */
 } bk_conv_geom;
 
-typedef enum bk_act_kind { BK_ACT_NONE = 0, BK_ACT_RELU = 1 } bk_act_kind;
+typedef enum bk_act_kind { BK_ACT_NONE = 0, BK_ACT_RELU = 1, BK_ACT_CLIP = 2 } bk_act_kind;
 
-/* Activation fused after a conv: RELU with alpha = slope below zero (0: ReLU, 0.2: LeakyReLU). */
+/* Activation fused after a conv: RELU with alpha = slope below zero (0: ReLU, 0.2: LeakyReLU);
+ * CLIP to [alpha, beta] (ReLU6: 0, 6), with gradient 1 strictly inside. */
 typedef struct bk_act {
     int32_t kind;
-    float alpha;
+    float alpha, beta;
 } bk_act;
 
 typedef union bk_op_params {

@@ -35,9 +35,10 @@ typedef struct bk_conv_opts {
 static inline bk_conv_opts bk_conv_opts_make(int stride, int pad, int groups) {
     return (bk_conv_opts){stride, stride, pad, pad, pad, pad, groups, 0, 0};
 }
-static inline bk_act bk_act_none(void) { return (bk_act){BK_ACT_NONE, 0.0f}; }
-static inline bk_act bk_act_relu(void) { return (bk_act){BK_ACT_RELU, 0.0f}; }
-static inline bk_act bk_act_leaky_relu(float slope) { return (bk_act){BK_ACT_RELU, slope}; }
+static inline bk_act bk_act_none(void) { return (bk_act){BK_ACT_NONE, 0.0f, 0.0f}; }
+static inline bk_act bk_act_relu(void) { return (bk_act){BK_ACT_RELU, 0.0f, 0.0f}; }
+static inline bk_act bk_act_leaky_relu(float slope) { return (bk_act){BK_ACT_RELU, slope, 0.0f}; }
+static inline bk_act bk_act_relu6(void) { return (bk_act){BK_ACT_CLIP, 0.0f, 6.0f}; }
 
 /* y = act(conv(x, w) + b + residual)           x (N,C,H,W), w (O,C/g,kH,kW), b (1,O,1,1) or NULL,
  * residual (N,O,OH,OW) or NULL. Bias, activation and residual sum are fused into the oneDNN

@@ -6,7 +6,7 @@
 
 #include "core/dnnl_prim.h"
 
-enum { MAX_LAYOUTS = 4 };
+enum { MAX_LAYOUTS = 8 }; /* direct and Winograd kernels of each direction */
 
 typedef struct entry {
     dnnl_memory_desc_t md;
@@ -22,7 +22,7 @@ struct bk_weight_cache {
 
 static void reorder(bk_ctx *ctx, bk_tensor *w, const dnnl_memory_desc_t *have,
                     const dnnl_memory_desc_t *want, float *dst) {
-    bk_reorder(ctx, have, w->data, want, dst);
+    bk_reorder_resized(ctx, have, w->data, want, dst);
     ctx->stats.weight_reorders++;
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/conv_choice.h"
 #include "core/bokehlab.h"
 #include "core/peak.h"
 #include "losses/l1.h"
@@ -136,6 +137,7 @@ int main(int argc, char **argv) {
             printf("  profile %*s%-*s %8.2f ms %-18s %+8.1f MiB\n", 2 * b->depth, "", 36 - 2 * b->depth, b->name,
                    1e3 * (b->t1 - b->t0), bk_shape_str(b->out, sh), ((double)b->mem1 - (double)b->mem0) / 1048576.0);
         }
+        bk_conv_choices_print(&ctx, stdout);
         bk_ctx_print_memory(&ctx, stdout);
         bk_step_end(&ctx);
         bk_block_log_free(&log);

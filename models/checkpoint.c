@@ -1,7 +1,10 @@
 /* checkpoint.c — model weights files (see checkpoint.h). */
 #include "models/checkpoint.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/conv_choice.h"
 
 bk_status bk_model_write(const bk_model *m, bk_h5 *f, const bk_ckpt_meta *meta) {
     bk_status st;
@@ -11,7 +14,8 @@ bk_status bk_model_write(const bk_model *m, bk_h5 *f, const bk_ckpt_meta *meta) 
         (st = bk_h5_set_attr_str(f, "variant", m->variant)) != BK_OK ||
         (st = bk_h5_set_attr_int(f, "step", meta ? meta->step : 0)) != BK_OK ||
         (st = bk_h5_set_attr_int(f, "epoch", meta ? meta->epoch : 0)) != BK_OK ||
-        (st = bk_h5_set_attr_str(f, "config", meta && meta->config ? meta->config : "")) != BK_OK)
+        (st = bk_h5_set_attr_str(f, "config", meta && meta->config ? meta->config : "")) != BK_OK ||
+        (st = bk_h5_set_attr_str(f, "kernels", meta && meta->kernels ? meta->kernels : "")) != BK_OK)
         return st;
     return bk_params_save(&m->params, f, "");
 }
@@ -53,6 +57,17 @@ bk_status bk_model_read(bk_model *m, const bk_h5 *f) {
     return bk_params_load(&((bk_model *)m)->params, f, "");
 }
 
+bk_status bk_ckpt_read_kernels(bk_ctx *ctx, const bk_h5 *f) {
+    if (!bk_h5_has_attr(f, "kernels")) return BK_OK;
+    size_t cap = (size_t)1 << 20;
+    char *text = malloc(cap);
+    if (!text) return bk_fail(BK_ERR_IO, "out of memory");
+    bk_status st = bk_h5_get_attr_str(f, "kernels", text, cap);
+    if (st == BK_OK) st = bk_conv_choices_parse(ctx, text, f->path);
+    free(text);
+    return st;
+}
+
 bk_status bk_model_load(bk_ctx *ctx, const char *path, bk_model **out) {
     *out = NULL;
     bk_h5 f;
@@ -61,7 +76,7 @@ bk_status bk_model_load(bk_ctx *ctx, const char *path, bk_model **out) {
     char model[64], variant[128];
     if ((st = bk_ckpt_read_kind(&f, model, sizeof model, variant, sizeof variant)) == BK_OK &&
         (st = bk_model_create(ctx, model, variant, 0, out)) == BK_OK &&
-        (st = bk_model_read(*out, &f)) != BK_OK) {
+        ((st = bk_model_read(*out, &f)) != BK_OK || (st = bk_ckpt_read_kernels(ctx, &f)) != BK_OK)) {
         bk_model_free(ctx, *out);
         *out = NULL;
     }

@@ -2,7 +2,8 @@
  *
  * HDF5 (core/h5.h: Fletcher32 datasets, atomic replacement). Root attributes: format
  * "bokehlab-checkpoint", version 1, model, variant, step, epoch, config (the resolved
- * configuration text, "" for bare weights). Datasets /params/<name> and /buffers/<name> in
+ * configuration text, "" for bare weights), kernels (the convolution algorithm chosen per
+ * geometry and direction, core/conv_choice.h; "" for none). Datasets /params/<name> and /buffers/<name> in
  * PyTorch's layout with the names of params/<model>.tsv. Trainers add /critic/..., /optim/...
  * and their state to the same file (train/). Tools read the model and variant from the file;
  * a file of another model or variant, or with a missing or mis-shaped tensor, is refused with
@@ -19,7 +20,8 @@
 
 typedef struct bk_ckpt_meta {
     int64_t step, epoch;
-    const char *config; /* NULL: "" */
+    const char *config;  /* NULL: "" */
+    const char *kernels; /* the conv algorithm choices (bk_conv_choices_text); NULL: "" */
 } bk_ckpt_meta;
 
 /* Writes the attributes and the model's tensors into an open file. */
@@ -31,7 +33,10 @@ bk_status bk_ckpt_read_kind(const bk_h5 *f, char *model, size_t model_len, char 
                             size_t variant_len);
 /* Loads tensors from an open file into m, refusing another model or variant. */
 bk_status bk_model_read(bk_model *m, const bk_h5 *f);
-/* Creates the model the file holds and loads it. */
+/* Adds the file's convolution algorithm choices (attribute "kernels", if any) to ctx, so the
+ * kernels chosen when it was written run again without being timed. */
+bk_status bk_ckpt_read_kernels(bk_ctx *ctx, const bk_h5 *f);
+/* Creates the model the file holds and loads it (with its kernel choices). */
 bk_status bk_model_load(bk_ctx *ctx, const char *path, bk_model **out);
 
 #endif

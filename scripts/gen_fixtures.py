@@ -444,6 +444,21 @@ CASES = [
     C("conv2d_fused_leaky_s2", "conv2d",
       [(X, (2, 3, 11, 9), "u"), ("w", (5, 3, 4, 4), "fan"), ("b", (5,), "fan")],
       **conv(2, 2, act="leaky_relu", slope=0.2)),
+    # Winograd-eligible (3x3, stride 1, pad 1): the C test runs these
+    # once more with BOKEHLAB_CONV_ALGO=winograd and checks that the Winograd kernels ran
+    C("conv2d_wino_bias", "conv2d",
+      [(X, (2, 16, 13, 11), "u"), ("w", (32, 16, 3, 3), "fan"), ("b", (32,), "fan")], **conv(1, 1)),
+    C("conv2d_wino_leaky_residual", "conv2d",
+      [(X, (2, 32, 10, 9), "u"), ("w", (16, 32, 3, 3), "fan"), ("b", (16,), "fan"),
+       ("r", (2, 16, 10, 9), "u")], **conv(1, 1, act="leaky_relu", slope=0.2)),
+    C("conv2d_wino_relu_nobias", "conv2d",
+      [(X, (1, 16, 9, 12), "u"), ("w", (16, 16, 3, 3), "fan")], **conv(1, 1, act="relu")),
+    # channels that Winograd pads to multiples of 16 (10 -> 16, 40 -> 48, 3 -> 16)
+    C("conv2d_wino_padded_residual", "conv2d",
+      [(X, (2, 10, 9, 11), "u"), ("w", (40, 10, 3, 3), "fan"), ("b", (40,), "fan"),
+       ("r", (2, 40, 9, 11), "u")], **conv(1, 1)),
+    C("conv2d_wino_padded_to3", "conv2d",
+      [(X, (2, 40, 8, 9), "u"), ("w", (3, 40, 3, 3), "fan"), ("b", (3,), "fan")], **conv(1, 1)),
     # ---- conv_transpose2d: x, w (I,O/g,kH,kW), optional b (O,)
     C("convT_k4s2p1_bias", "conv_transpose2d",
       [(X, (2, 5, 7, 9), "u"), ("w", (5, 3, 4, 4), "fan"), ("b", (3,), "fan")], **conv(2, 1)),

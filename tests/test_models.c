@@ -1148,6 +1148,8 @@ static void summary(void) {
 /* ---------------------------------------------------------------- blur strength */
 
 static void blur_strength(void) {
+    /* bit-for-bit comparisons across processes: each would time its own conv algorithms */
+    setenv("BOKEHLAB_CONV_ALGO", "direct", 1);
     bk_ctx *ctx = bk_test_ctx();
     bk_model *m;
     BK_CHECK(bk_model_create(ctx, "ampn", "", 9, &m) == BK_OK, "%s", bk_last_error());

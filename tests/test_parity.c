@@ -42,6 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/conv_choice.h"
 #include "layers/pyramid.h"
 #include "tests/support/fixture.h"
 #include "tests/support/harness.h"
@@ -674,6 +675,12 @@ static void run_op_case(const char *cs, int mode) {
         check_dataset(f, prefix, what, path, d2[i]);
     }
 
+    if (ctx->conv_policy == BK_CONV_WINOGRAD && strstr(cs, "_wino_") && ctx->stats.winograd_runs < 3) {
+        bk_test_fail(__FILE__, __LINE__, "%s: only %llu Winograd runs under BOKEHLAB_CONV_ALGO=winograd", prefix,
+                     (unsigned long long)ctx->stats.winograd_runs);
+        n_failed++;
+    }
+
 done:
     for (int i = 0; i < in.n; i++)
         if (persistent[i]) bk_tensor_free(ctx, in.t[i]);
@@ -748,6 +755,14 @@ static void run_family(const char *family) {
 }
 
 static void parity_conv2d(void) { run_family("conv2d"); }
+/* The same cases with the Winograd kernels wherever they fit (the *_wino_* cases, where the
+ * three directions and the second order must all have run on them), against the same
+ * PyTorch references. */
+static void parity_conv2d_winograd(void) {
+    setenv("BOKEHLAB_CONV_ALGO", "winograd", 1);
+    run_family("conv2d");
+    unsetenv("BOKEHLAB_CONV_ALGO");
+}
 static void parity_conv_transpose2d(void) { run_family("conv_transpose2d"); }
 static void parity_instance_norm(void) { run_family("instance_norm"); }
 static void parity_activations(void) { run_family("activations"); }
@@ -1004,7 +1019,7 @@ static void gp_critic(const char *variant) {
 static void gp_critic_instance_norm(void) { gp_critic("instance_norm"); }
 static void gp_critic_fused_leaky(void) { gp_critic("fused_leaky"); }
 
-BK_TEST_MAIN(BK_TEST(parity_fixture_files), BK_TEST(parity_conv2d),
+BK_TEST_MAIN(BK_TEST(parity_fixture_files), BK_TEST(parity_conv2d), BK_TEST(parity_conv2d_winograd),
              BK_TEST(parity_conv_transpose2d), BK_TEST(parity_instance_norm),
              BK_TEST(parity_activations), BK_TEST(parity_unary), BK_TEST(parity_binary),
              BK_TEST(parity_reductions), BK_TEST(parity_shape), BK_TEST(parity_resample),

@@ -331,6 +331,19 @@ static bool attr_int(const char *path, const char *name, int64_t *v) {
     return st == BK_OK;
 }
 
+/* A string attribute of a checkpoint (malloc'd), or NULL. */
+static char *attr_str(const char *path, const char *name) {
+    bk_h5 f;
+    if (bk_h5_open(&f, path) != BK_OK) return NULL;
+    char *v = malloc(1 << 16);
+    if (v && bk_h5_get_attr_str(&f, name, v, 1 << 16) != BK_OK) {
+        free(v);
+        v = NULL;
+    }
+    bk_h5_close(&f, false);
+    return v;
+}
+
 static bk_model *load_model(bk_ctx *ctx, const char *path) {
     bk_model *m = NULL;
     bk_status st = bk_model_load(ctx, path, &m);
@@ -817,8 +830,13 @@ static void resume_matches(const env *e, const char *body, int n, bool gan, cons
     }
 }
 
+/* The two processes compared here would each time the convolution algorithms on first use (a
+ * checkpoint carries its own run's choices, see kernel_choices_survive_resume), so these runs
+ * fix them: direct for AMPN, Winograd wherever it fits for BGGAN (its critic's second order
+ * included). */
 static void resume_is_bit_exact_ampn(void) {
     env e;
+    setenv("BOKEHLAB_CONV_ALGO", "direct", 1);
     env_open(&e, 8, 128);
     /* batch norm statistics, Adam, shuffling and flips; a validation (and best.h5) at the end of
      * the first part, which must not disturb anything */
@@ -833,6 +851,7 @@ static void resume_is_bit_exact_ampn(void) {
 /* Glass-Net (dropout), the critic with two updates per step (the penalty's alpha), both Adams. */
 static void resume_is_bit_exact_bggan_stage2(void) {
     env e;
+    setenv("BOKEHLAB_CONV_ALGO", getenv("XALGO") ? getenv("XALGO") : "winograd", 1);
     env_open(&e, 8, 64);
     resume_matches(&e,
                    "[data]\ncrop_h = 64\ncrop_w = 64\n[model]\nname = glassnet\n"
@@ -840,6 +859,38 @@ static void resume_is_bit_exact_bggan_stage2(void) {
                    "val_max_images = 1\nckpt_every = 100\nsamples = 0\n"
                    "[loss]\nl1 = 0.5\nssim = 0.05\nadv = 1\n[gan]\nn_critic = 2\n",
                    3, true, "data.split=all"); /* no evaluation: no best.h5 (360 MB) to write */
+    env_close(&e);
+}
+
+/* Convolution algorithms timed in the first part of a run are stored in its checkpoint and
+ * reused by the resumed part: the kernels attribute comes back unchanged. */
+static void kernel_choices_survive_resume(void) {
+    env e;
+    unsetenv("BOKEHLAB_CONV_ALGO");
+    env_open(&e, 4, 64);
+    char cfg[256];
+    write_config(&e, "choices",
+                 "[data]\nresize_h = 64\nresize_w = 64\n[model]\nname = dmshn\n[train]\nsteps = 2\nbatch = 1\n"
+                 "log_every = 1\nval_every = 0\nckpt_every = 100\nsamples = 0\n",
+                 cfg, sizeof cfg);
+    bk_train_result r;
+    const char *sets[] = {"data.split=all"};
+    bk_status st = train_config(&e, "choices1", cfg, sets, 1, &r);
+    EXPECT(st == BK_OK, "2 steps: %s", bk_last_error());
+    char last[1200];
+    snprintf(last, sizeof last, "%s/ckpt/last.h5", r.run_dir);
+    char *first = attr_str(last, "kernels");
+    EXPECT(first && strstr(first, "conv2d 1x32x64x64 -> 32 k3x3 s1x1 p1,1,1,1 g1: fwd=") &&
+               (strstr(first, "bwd_weights=direct") || strstr(first, "bwd_weights=winograd")),
+           "the checkpoint holds no timed choice for DMSHN's first level:\n%s", first ? first : "(none)");
+    const char *more[] = {"train.steps=4"};
+    st = train_resume(&e, "choices2", last, more, 1, &r);
+    EXPECT(st == BK_OK && r.steps_done == 4, "resumed: %s", bk_last_error());
+    char *second = attr_str(last, "kernels");
+    EXPECT(first && second && strcmp(first, second) == 0, "the resumed run changed the choices:\n%s\nthen\n%s",
+           first ? first : "", second ? second : "");
+    free(first);
+    free(second);
     env_close(&e);
 }
 
@@ -1264,7 +1315,7 @@ static void ampn_batch_of_one_at_128_is_an_error_not_a_crash(void) {
 
 BK_TEST_MAIN(BK_TEST(ampn_recipe_trains), BK_TEST(ampn_external_mask_trains),
              BK_TEST(dmshn_stage1_stage2_and_stacked_train), BK_TEST(bggan_stage1_and_stage2_train),
-             BK_TEST(resume_is_bit_exact_ampn), BK_TEST(resume_is_bit_exact_bggan_stage2),
+             BK_TEST(resume_is_bit_exact_ampn), BK_TEST(resume_is_bit_exact_bggan_stage2), BK_TEST(kernel_choices_survive_resume),
              BK_TEST(killed_runs_leave_a_loadable_checkpoint), BK_TEST(a_failing_checkpoint_write_keeps_the_previous_one),
              BK_TEST(non_finite_steps_are_skipped_then_stop_the_run), BK_TEST(ctrl_c_stops_with_status_130_and_a_checkpoint),
              BK_TEST(config_errors_surface_through_train), BK_TEST(wrapped_errors_keep_their_cause),

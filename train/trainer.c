@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/conv_choice.h"
 #include "core/bokehlab.h"
 #include "core/files.h"
 #include "core/h5.h"
@@ -86,7 +87,8 @@ static bk_status save_checkpoint(trainer *t, const char *name) {
     snprintf(path, sizeof path, "%s/ckpt/%s", t->run_dir, name);
     char *text = config_text(&t->cfg);
     int64_t epoch = t->step * t->cfg.train_batch * t->cfg.train_accum / (t->split.n_train ? t->split.n_train : 1);
-    bk_ckpt_meta meta = {t->step, epoch, text};
+    char *kernels = bk_conv_choices_text(&t->ctx);
+    bk_ckpt_meta meta = {t->step, epoch, text, kernels};
     bk_h5 f;
     bk_status st = bk_h5_create(&f, path);
     if (st == BK_OK) {
@@ -95,8 +97,7 @@ static bk_status save_checkpoint(trainer *t, const char *name) {
         if ((st = bk_model_write(t->model, &f, &meta)) == BK_OK &&
             (st = bk_adam_save(&t->opt, &f, "/optim/generator")) == BK_OK &&
             (st = bk_h5_set_attr_str(&f, "best_val_psnr", best)) == BK_OK &&
-            (st = bk_h5_set_attr_int(&f, "rng_seed", t->cfg.run_seed)) == BK_OK &&
-            (st = bk_h5_set_attr_str(&f, "kernels", "direct")) == BK_OK && t->gan) {
+            (st = bk_h5_set_attr_int(&f, "rng_seed", t->cfg.run_seed)) == BK_OK && t->gan) {
             if ((st = bk_params_save(&t->critic.params, &f, "/critic")) == BK_OK)
                 st = bk_adam_save(&t->copt, &f, "/optim/critic");
         }
@@ -104,6 +105,7 @@ static bk_status save_checkpoint(trainer *t, const char *name) {
         if (st == BK_OK) st = closed;
     }
     free(text);
+    free(kernels);
     if (st != BK_OK)
         return bk_fail(st, "checkpoint %s not written (the previous one is intact): %s", path, bk_last_error());
     return BK_OK;
@@ -114,7 +116,8 @@ static bk_status load_checkpoint(trainer *t, const char *path) {
     bk_status st = bk_h5_open(&f, path);
     if (st != BK_OK) return st;
     char best[64] = "";
-    if ((st = bk_model_read(t->model, &f)) == BK_OK && (st = bk_adam_load(&t->opt, &f, "/optim/generator")) == BK_OK &&
+    if ((st = bk_model_read(t->model, &f)) == BK_OK && (st = bk_ckpt_read_kernels(&t->ctx, &f)) == BK_OK &&
+        (st = bk_adam_load(&t->opt, &f, "/optim/generator")) == BK_OK &&
         (st = bk_h5_get_attr_int(&f, "step", &t->step)) == BK_OK && t->gan) {
         if (!bk_h5_exists(&f, "/critic/params"))
             st = bk_fail(BK_ERR_FORMAT, "%s has no critic; it cannot resume a run with loss.adv > 0", path);
