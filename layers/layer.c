@@ -1,6 +1,8 @@
 /* layer.c — conv, transposed conv and batch norm layers with their initialisations. */
 #include "layers/layer.h"
 
+#include <string.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,11 +69,22 @@ bk_conv_layer bk_deconv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name,
 
 bk_tensor *bk_conv_layer_fwd(bk_ctx *ctx, const bk_conv_layer *l, bk_tensor *x, bk_act act,
                              bk_tensor *residual) {
+    char name[BK_NAME_MAX] = "";
+    if (ctx->block_hook && l->w->name) { /* a profile: one block per conv, named by its module */
+        snprintf(name, sizeof name, "%s", l->w->name);
+        char *dot = strrchr(name, '.');
+        if (dot) *dot = '\0';
+        bk_block_begin(ctx, name);
+    }
+    bk_tensor *y;
     if (l->transposed) {
         BK_CHECK(act.kind == BK_ACT_NONE && !residual, "no fused post-ops on transposed convs");
-        return bk_conv_transpose2d(ctx, x, l->w, l->b, l->o);
+        y = bk_conv_transpose2d(ctx, x, l->w, l->b, l->o);
+    } else {
+        y = bk_conv2d(ctx, x, l->w, l->b, l->o, act, residual);
     }
-    return bk_conv2d(ctx, x, l->w, l->b, l->o, act, residual);
+    if (name[0]) bk_block_end(ctx, name, y);
+    return y;
 }
 
 bk_bn_layer bk_bn_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int c) {
@@ -87,5 +100,5 @@ bk_bn_layer bk_bn_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int c
 }
 
 bk_tensor *bk_bn_layer_fwd(bk_ctx *ctx, const bk_bn_layer *l, bk_tensor *x, bool training) {
-    return bk_batch_norm(ctx, x, l->gamma, l->beta, l->mean, l->var, training, 0.1f, 1e-5f);
+    return bk_batch_norm(ctx, x, l->gamma, l->beta, l->mean, l->var, training, 0.1f, BK_BN_EPS);
 }

@@ -54,7 +54,8 @@ typedef struct bk_bn_layer {
 
 /* BatchNorm2d(c): gamma 1, beta 0, running mean 0, running var 1. */
 bk_bn_layer bk_bn_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int c);
-/* eps 1e-5, momentum 0.1; training: batch statistics and the running update. */
+#define BK_BN_EPS 1e-5f
+/* eps BK_BN_EPS, momentum 0.1; training: batch statistics and the running update. */
 bk_tensor *bk_bn_layer_fwd(bk_ctx *ctx, const bk_bn_layer *l, bk_tensor *x, bool training);
 
 #endif

@@ -60,7 +60,27 @@ void bk_gnet_make(bk_ctx *ctx, bk_params *ps, bk_gnet *g, const char *name, int 
     g->head1 = bk_conv_layer_make(ctx, ps, bk_name(a, "%s.head.1", name), 16, cout, 3, 1, 1, 1, true, he);
 }
 
+/* Inference (eval mode, nothing recorded): batch norm folded into the conv, ReLU6 fused as its
+ * post-op, one pass instead of three. w'[o] = w[o] s[o], b'[o] = beta[o] - mean[o] s[o] with
+ * s = gamma / sqrt(var + eps): the same function as conv -> BN(eval) up to rounding. */
+static bk_tensor *cbr_folded(bk_ctx *ctx, const bk_conv_bn *l, bk_tensor *x, bool relu6) {
+    const bk_tensor *w = l->conv.w;
+    const bk_bn_layer *bn = &l->bn;
+    bk_tensor *wf = bk_tensor_new(ctx, bk_shape_of(w));
+    bk_tensor *bf = bk_tensor_new(ctx, bk_shape_of(bn->beta));
+    bf->ndim = bn->beta->ndim;
+    const int64_t oc = w->n, per = bk_numel(w) / oc; /* weights are stored O,kH,kW,I/g */
+    for (int64_t o = 0; o < oc; o++) {
+        float sc = bn->gamma->data[o] / sqrtf(bn->var->data[o] + BK_BN_EPS);
+        for (int64_t i = 0; i < per; i++) wf->data[o * per + i] = w->data[o * per + i] * sc;
+        bf->data[o] = bn->beta->data[o] - bn->mean->data[o] * sc;
+    }
+    bk_tensor *y = bk_conv2d(ctx, x, wf, bf, l->conv.o, relu6 ? bk_act_relu6() : bk_act_none(), NULL);
+    return y;
+}
+
 static bk_tensor *cbr(bk_ctx *ctx, const bk_conv_bn *l, bk_tensor *x, bool training, bool relu6) {
+    if (!training && !ctx->grad_enabled && !l->conv.b) return cbr_folded(ctx, l, x, relu6);
     bk_tensor *y = bk_bn_layer_fwd(ctx, &l->bn, bk_conv_layer_fwd(ctx, &l->conv, x, bk_act_none(), NULL), training);
     return relu6 ? bk_relu6(ctx, y) : y;
 }

@@ -12,9 +12,10 @@ typedef struct shape_case {
     bk_act act;
 } shape_case;
 
-#define LEAKY(a) {BK_ACT_RELU, a}
-#define RELU {BK_ACT_RELU, 0.0f}
-#define NONE {BK_ACT_NONE, 0.0f}
+#define LEAKY(a) {.kind = BK_ACT_RELU, .alpha = a}
+#define RELU {.kind = BK_ACT_RELU}
+#define RELU6 {.kind = BK_ACT_CLIP, .alpha = 0.0f, .beta = 6.0f}
+#define NONE {.kind = BK_ACT_NONE}
 
 static const shape_case cases[] = {
     /* DMSHN (level 1 at 256x384; levels 2, 3 are the same shapes at half and quarter size) */
@@ -44,6 +45,8 @@ static const shape_case cases[] = {
     /* AMPN: MobileNetV2 encoder on I_L (64x96 for a 256x384 input), decoder, attention,
      * refinement, fine-tune blocks and the pyramid's fixed depthwise 5x5 */
     {"ampn g1 features.0", 3, 32, 3, 2, 1, 1, 0, 64, 96, 0, NONE},
+    {"ampn g1 folded expand (inference)", 24, 144, 1, 1, 0, 1, 0, 64, 96, 0, RELU6},
+    {"ampn g1 folded depthwise (inference)", 144, 144, 3, 1, 1, 144, 0, 64, 96, 0, RELU6},
     {"ampn g2 features.0", 4, 32, 3, 2, 1, 1, 0, 64, 96, 0, NONE},
     {"ampn dw3x3 32", 32, 32, 3, 1, 1, 32, 0, 32, 48, 0, NONE},
     {"ampn dw3x3 96 s2", 96, 96, 3, 2, 1, 96, 0, 32, 48, 0, NONE},

@@ -113,11 +113,14 @@ typedef struct conv_cfg {
 } conv_cfg;
 
 #define OPTS(s, p, g) {s, s, p, p, p, p, g, 0, 0}
-#define NOACT {BK_ACT_NONE, 0.0f}
-#define LEAKY(a) {BK_ACT_RELU, a}
+#define NOACT {.kind = BK_ACT_NONE}
+#define LEAKY(a) {.kind = BK_ACT_RELU, .alpha = a}
+#define CLIP(lo, hi) {.kind = BK_ACT_CLIP, .alpha = lo, .beta = hi}
 
 static const conv_cfg conv2d_cfgs[] = {
     {"c3_9x11_k3_s1_p1", {2, 3, 9, 11}, 13, 3, 3, OPTS(1, 1, 1), true, false, NOACT, false},
+    {"c6_7x9_k1_relu6", {2, 6, 7, 9}, 24, 1, 1, OPTS(1, 0, 1), true, false, CLIP(0.0f, 6.0f), false},
+    {"c16_9x7_k3_clip_residual", {1, 16, 9, 7}, 16, 3, 3, OPTS(1, 1, 1), true, true, CLIP(-0.5f, 0.5f), true},
     {"c13_7x5_k3_s2_asym", {1, 13, 7, 5}, 17, 3, 3, {2, 2, 1, 0, 0, 2, 1, 0, 0}, true, false, NOACT, true},
     {"c17_13x3_k5_s2_p2", {2, 17, 13, 3}, 3, 5, 5, OPTS(2, 2, 1), false, false, NOACT, false},
     {"c3_9x11_k4_s2_p1", {2, 3, 9, 11}, 13, 4, 4, OPTS(2, 1, 1), true, false, NOACT, true},
@@ -166,6 +169,7 @@ static void run_conv(const conv_cfg *c, bool transposed, uint64_t seed) {
                                    : ref_conv2d_out_shape(xs, ws, c->opt);
     const bk_shape bs = {1, c->o, 1, 1};
     const bool act = !transposed && c->act.kind == BK_ACT_RELU;
+    const bool clip = !transposed && c->act.kind == BK_ACT_CLIP;
 
     bk_conv_geom geom = bk_conv_geom_make(xs, ws, c->opt, transposed);
     EXPECT(geom.oc == ys.c && geom.oh == ys.h && geom.ow == ys.w,
@@ -194,6 +198,11 @@ static void run_conv(const conv_cfg *c, bool transposed, uint64_t seed) {
     if (act) {
         ref_leaky_relu(z, ref_numel(ys), c->act.alpha, y);
         ref_relu_bwd(gy.d, y, ref_numel(ys), c->act.alpha, gz);
+    } else if (clip) { /* gradient strictly inside (lo, hi), as F.relu6 */
+        for (size_t i = 0; i < ref_numel(ys); i++) {
+            y[i] = z[i] < c->act.alpha ? c->act.alpha : z[i] > c->act.beta ? c->act.beta : z[i];
+            gz[i] = z[i] > c->act.alpha && z[i] < c->act.beta ? gy.d[i] : 0.0;
+        }
     } else {
         memcpy(y, z, ref_numel(ys) * sizeof *y);
         memcpy(gz, gy.d, ref_numel(ys) * sizeof *gz);
