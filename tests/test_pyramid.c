@@ -66,21 +66,28 @@ static void run_forward(bk_shape s, int levels, uint64_t seed) {
         ref_gauss5(x, s, gain, y);
         check_t(WHAT("gauss5(%g) %s", gain, shp(s, sb)), bk_gauss5(ctx, xt, gain), s, y, TOL);
     }
+    /* lap_down and lap_up twice: fused (nothing recorded) and op-built (x requires grad) */
     const bk_shape ds = ref_subsample_shape(s);
     double *d = malloc(ref_numel(ds) * sizeof *d);
     ref_lap_down(x, s, d);
-    check_t(WHAT("lap_down %s", shp(s, sb)), bk_lap_down(ctx, xt), ds, d, TOL);
-    /* lap_up of x itself to both sizes it allows (2h and 2h - 1) */
-    for (int oddh = 0; oddh < 2; oddh++)
-        for (int oddw = 0; oddw < 2; oddw++) {
-            const int64_t oh = 2 * s.h - oddh, ow = 2 * s.w - oddw;
-            const bk_shape us = {s.n, s.c, oh, ow};
-            double *u = malloc(ref_numel(us) * sizeof *u);
-            ref_lap_up(x, s, oh, ow, u);
-            check_t(WHAT("lap_up %s -> %lldx%lld", shp(s, sb), (long long)oh, (long long)ow),
-                    bk_lap_up(ctx, xt, oh, ow), us, u, TOL);
-            free(u);
-        }
+    for (int rec = 0; rec < 2; rec++) {
+        xt->requires_grad = rec;
+        const char *how = rec ? "recorded" : "fused";
+        check_t(WHAT("lap_down %s (%s)", shp(s, sb), how), bk_lap_down(ctx, xt), ds, d, TOL);
+        /* lap_up of x itself to both sizes it allows (2h and 2h - 1) */
+        for (int oddh = 0; oddh < 2; oddh++)
+            for (int oddw = 0; oddw < 2; oddw++) {
+                const int64_t oh = 2 * s.h - oddh, ow = 2 * s.w - oddw;
+                const bk_shape us = {s.n, s.c, oh, ow};
+                double *u = malloc(ref_numel(us) * sizeof *u);
+                ref_lap_up(x, s, oh, ow, u);
+                check_t(WHAT("lap_up %s -> %lldx%lld (%s)", shp(s, sb), (long long)oh, (long long)ow, how),
+                        bk_lap_up(ctx, xt, oh, ow), us, u, TOL);
+                free(u);
+            }
+    }
+    xt->requires_grad = false;
+    EXPECT(ctx->tape_len > 0, "the recorded pass recorded nothing");
 
     /* decompose: every band; reconstruct from the reference bands */
     double *high[BK_PYRAMID_MAX_LEVELS], *low;
