@@ -102,3 +102,46 @@ bk_bn_layer bk_bn_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int c
 bk_tensor *bk_bn_layer_fwd(bk_ctx *ctx, const bk_bn_layer *l, bk_tensor *x, bool training) {
     return bk_batch_norm(ctx, x, l->gamma, l->beta, l->mean, l->var, training, 0.1f, BK_BN_EPS);
 }
+
+bk_tensor *bk_conv1x1_pair_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slope, const bk_conv_layer *l2,
+                                 const bk_tensor *x) {
+    enum { MAX_IN = 64, MAX_MID = 64, LANES = 16 };
+    const bk_tensor *w1 = l1->w, *w2 = l2->w;
+    const int64_t ci = x->c, cm = w1->n, co = w2->n;
+    BK_CHECK(!l1->transposed && !l2->transposed && w1->h == 1 && w1->w == 1 && w2->h == 1 && w2->w == 1 &&
+                 w1->c == ci && w2->c == cm && ci <= MAX_IN && cm <= MAX_MID && l1->o.stride_h == 1 && l1->o.stride_w == 1 &&
+                 l2->o.stride_h == 1 && l2->o.stride_w == 1 && l1->o.pad_t + l1->o.pad_l + l1->o.pad_b + l1->o.pad_r +
+                 l2->o.pad_t + l2->o.pad_l + l2->o.pad_b + l2->o.pad_r == 0,
+             "conv1x1 pair: %lld -> %lld -> %lld channels do not make two 1x1 convs", (long long)ci, (long long)cm,
+             (long long)co);
+    bk_tensor *y = bk_tensor_new(ctx, (bk_shape){x->n, co, x->h, x->w});
+    const int64_t px = x->n * x->h * x->w, blocks = (px + LANES - 1) / LANES;
+    const float *b1 = l1->b ? l1->b->data : NULL, *b2 = l2->b ? l2->b->data : NULL;
+    /* LANES pixels at a time, channel-major inside the block, so every multiply-add below is
+     * one vector operation across pixels */
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t p0 = blk * LANES, np = px - p0 < LANES ? px - p0 : LANES;
+        float xin[MAX_IN][LANES], h[MAX_MID][LANES], out[LANES];
+        for (int64_t i = 0; i < ci; i++)
+            for (int l = 0; l < LANES; l++) xin[i][l] = l < np ? x->data[(p0 + l) * ci + i] : 0.0f;
+        for (int64_t m = 0; m < cm; m++) {
+            float acc[LANES];
+            for (int l = 0; l < LANES; l++) acc[l] = b1 ? b1[m] : 0.0f;
+            for (int64_t i = 0; i < ci; i++) {
+                const float wv = w1->data[m * ci + i];
+                for (int l = 0; l < LANES; l++) acc[l] += wv * xin[i][l];
+            }
+            for (int l = 0; l < LANES; l++) h[m][l] = acc[l] > 0.0f ? acc[l] : slope * acc[l];
+        }
+        for (int64_t o = 0; o < co; o++) {
+            for (int l = 0; l < LANES; l++) out[l] = b2 ? b2[o] : 0.0f;
+            for (int64_t m = 0; m < cm; m++) {
+                const float wv = w2->data[o * cm + m];
+                for (int l = 0; l < LANES; l++) out[l] += wv * h[m][l];
+            }
+            for (int l = 0; l < np; l++) y->data[(p0 + l) * co + o] = out[l];
+        }
+    }
+    return y;
+}

@@ -41,6 +41,12 @@ typedef struct bk_conv_layer {
 /* Conv2d(cin, cout, k, stride, pad, groups, bias); weights initialised by `init`, bias 0. */
 bk_conv_layer bk_conv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int cin, int cout,
                                  int k, int stride, int pad, int groups, bool bias, bk_init init);
+/* conv2(act(conv1(x))) for two 1x1 convs (stride 1, no padding, ungrouped) with LeakyReLU
+ * `slope` between them, as one pass over the pixels with the hidden values in registers:
+ * the inference path (nothing recorded) of small per-pixel MLPs, where oneDNN's 1x1 kernels
+ * with 3 or 16 channels spend their time on memory. Not recorded. */
+bk_tensor *bk_conv1x1_pair_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slope, const bk_conv_layer *l2,
+                                 const bk_tensor *x);
 /* ConvTranspose2d(cin, cout, k, stride, pad, bias=bias). */
 bk_conv_layer bk_deconv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int cin,
                                    int cout, int k, int stride, int pad, bool bias, bk_init init);

@@ -61,8 +61,13 @@ static void make_ft(bk_ctx *ctx, bk_params *ps, bk_conv_layer *ft, const char *n
 
 static bk_tensor *ft_fwd(bk_ctx *ctx, const bk_conv_layer *ft, const char *name, bk_tensor *x) {
     bk_block_begin(ctx, name);
-    bk_tensor *y = bk_conv_layer_fwd(ctx, &ft[0], x, bk_act_leaky_relu(SLOPE), NULL);
-    y = bk_conv_layer_fwd(ctx, &ft[1], y, bk_act_none(), NULL);
+    bk_tensor *y;
+    if (!ctx->grad_enabled) { /* inference: one pass, nothing to record */
+        y = bk_conv1x1_pair_infer(ctx, &ft[0], SLOPE, &ft[1], x);
+    } else {
+        y = bk_conv_layer_fwd(ctx, &ft[0], x, bk_act_leaky_relu(SLOPE), NULL);
+        y = bk_conv_layer_fwd(ctx, &ft[1], y, bk_act_none(), NULL);
+    }
     bk_block_end(ctx, name, y);
     return y;
 }

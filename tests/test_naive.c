@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/layer.h"
 #include "tests/support/harness.h"
 #include "tests/support/ref.h"
 
@@ -1130,7 +1131,36 @@ static void mean_hw(void) {
     run_mean_hw((bk_shape){2, 17, 64, 96}, 4);
 }
 
-BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
+/* The inference fast path of two 1x1 convs with LeakyReLU between (AMPN's ft0 / ft1) against
+ * the same computation through the conv ops, on odd sizes and a block-unaligned pixel count. */
+static void conv1x1_pair_fused(void) {
+    bk_ctx *ctx = bk_test_ctx();
+    const int cfg[3][3] = {{3, 16, 3}, {5, 24, 7}, {1, 64, 2}};
+    const bk_shape xs[3] = {{2, 3, 7, 9}, {1, 5, 4, 6}, {3, 1, 5, 3}};
+    for (int k = 0; k < 3; k++) {
+        bk_params ps = {0};
+        bk_rng rng;
+        bk_rng_seed(&rng, 11 + k);
+        bk_init he = {BK_INIT_HE, 0.01f, &rng};
+        bk_conv_layer l1 = bk_conv_layer_make(ctx, &ps, "a", cfg[k][0], cfg[k][1], 1, 1, 0, 1, true, he);
+        bk_conv_layer l2 = bk_conv_layer_make(ctx, &ps, "b", cfg[k][1], cfg[k][2], 1, 1, 0, 1, k != 2, he);
+        bk_test_fill_uniform(l1.b->data, (size_t)cfg[k][1], -0.5f, 0.5f, 5 + k);
+        if (l2.b) bk_test_fill_uniform(l2.b->data, (size_t)cfg[k][2], -0.5f, 0.5f, 7 + k);
+        bk_tensor *x = bk_test_tensor(ctx, xs[k], -1, 1, 3 + k);
+        bool prev = bk_set_grad_enabled(ctx, false);
+        bk_tensor *want = bk_conv_layer_fwd(ctx, &l2, bk_conv_layer_fwd(ctx, &l1, x, bk_act_leaky_relu(0.01f), NULL),
+                                            bk_act_none(), NULL);
+        bk_tensor *got = bk_conv1x1_pair_infer(ctx, &l1, 0.01f, &l2, x);
+        bk_set_grad_enabled(ctx, prev);
+        char what[64];
+        snprintf(what, sizeof what, "conv1x1 pair %d->%d->%d", cfg[k][0], cfg[k][1], cfg[k][2]);
+        EXPECT(bk_same_shape(got, want), "%s: shape", what);
+        if (bk_same_shape(got, want)) EXPECT_CLOSE(what, got->data, want->data, (size_t)bk_numel(want), 1e-5);
+        bk_params_free(ctx, &ps);
+    }
+}
+
+BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv1x1_pair_fused), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
              BK_TEST(conv2d_fused), BK_TEST(conv_transpose2d), BK_TEST(instance_norm),
              BK_TEST(instance_norm_large), BK_TEST(eltwise), BK_TEST(broadcast_c13),
              BK_TEST(broadcast_c17), BK_TEST(broadcast_large), BK_TEST(reduce_c13),
