@@ -417,7 +417,7 @@ static void exec_fwd(bk_ctx *ctx, conv_plan *pl, int algo, bk_tensor *x, bk_tens
     bk_arena_pos mark = bk_arena_mark(&ctx->step);
     const float *xd = wino ? blocked(ctx, &pl->x_md, &pl->xb_md, x->data) : x->data;
     float *yd = wino ? blocked(ctx, &pl->y_md, &pl->yb_md, residual ? residual->data : NULL) : y->data;
-    if (residual && !wino) bk_kernel_copy(y->data, residual->data, bk_numel(y));
+    if (residual && !wino && y->data != residual->data) bk_kernel_copy(y->data, residual->data, bk_numel(y));
     const void *data[4];
     int n = 0;
     data[n++] = xd;
@@ -542,6 +542,25 @@ bk_tensor *bk_conv_fwd(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,
     y->p.conv.act = act;
     bk_record(ctx, y);
     return y;
+}
+
+bk_tensor *bk_conv2d_into_residual(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_opts o,
+                                   bk_act act, bk_tensor *residual) {
+    BK_CHECK(!bk_would_record(ctx, x, w) && !bk_would_record(ctx, b, residual),
+             "a convolution that would be recorded cannot overwrite its residual");
+    bk_conv_geom g = bk_conv_geom_make(bk_shape_of(x), bk_shape_of(w), o, 0);
+    conv_plan *pl = get_plan(ctx, &g);
+    /* timing runs the kernel several times, which the in-place sum cannot repeat */
+    if (pl->algo[BK_CONV_FWD] == BK_CONV_UNDECIDED &&
+        bk_conv_choice_get(ctx, &g, conv_macs(&g), BK_CONV_FWD) == BK_CONV_UNDECIDED)
+        return bk_conv_fwd(ctx, x, w, b, &g, act, residual);
+    check_shape(x, in_shape(&g), "input", &g);
+    check_shape(w, bk_conv_weight_shape(&g), "weights", &g);
+    if (b) check_shape(b, (bk_shape){1, g.oc, 1, 1}, "bias", &g);
+    check_shape(residual, out_shape(&g), "residual", &g);
+    conv_call c = {ctx, pl, x, w, b, residual, residual, NULL, act};
+    run_chosen(&c, BK_CONV_FWD);
+    return residual;
 }
 
 bk_tensor *bk_conv_bwd_data(bk_ctx *ctx, bk_tensor *gy, bk_tensor *w, const bk_conv_geom *g) {

@@ -45,6 +45,11 @@ static inline bk_act bk_act_relu6(void) { return (bk_act){BK_ACT_CLIP, 0.0f, 6.0
  * kernel; backward uses the output to form the activation mask. */
 bk_tensor *bk_conv2d(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_opts o,
                      bk_act act, bk_tensor *residual);
+/* The same with the result written over `residual` (returned): no copy of the residual into a
+ * new output. For inference only (nothing recorded), when the caller no longer needs
+ * `residual`'s values. */
+bk_tensor *bk_conv2d_into_residual(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_opts o,
+                                   bk_act act, bk_tensor *residual);
 /* y = conv_transpose(x, w) + b                  x (N,I,H,W), w (I,O/g,kH,kW), b (1,O,1,1) or NULL.
  * No fused activation: oneDNN 2.6 applies deconvolution post-ops with reference code. */
 bk_tensor *bk_conv_transpose2d(bk_ctx *ctx, bk_tensor *x, bk_tensor *w, bk_tensor *b,

@@ -145,3 +145,9 @@ bk_tensor *bk_conv1x1_pair_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slo
     }
     return y;
 }
+
+bk_tensor *bk_conv_layer_fwd_residual_last(bk_ctx *ctx, const bk_conv_layer *l, bk_tensor *x, bk_act act,
+                                           bk_tensor *residual) {
+    if (ctx->grad_enabled || l->transposed) return bk_conv_layer_fwd(ctx, l, x, act, residual);
+    return bk_conv2d_into_residual(ctx, x, l->w, l->b, l->o, act, residual);
+}

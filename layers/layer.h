@@ -47,6 +47,11 @@ bk_conv_layer bk_conv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, i
  * with 3 or 16 channels spend their time on memory. Not recorded. */
 bk_tensor *bk_conv1x1_pair_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slope, const bk_conv_layer *l2,
                                  const bk_tensor *x);
+/* A residual block's last conv, act(conv(x) + residual): when nothing is recorded the result
+ * is written over `residual` (which the caller must not use afterwards), otherwise as
+ * bk_conv_layer_fwd. */
+bk_tensor *bk_conv_layer_fwd_residual_last(bk_ctx *ctx, const bk_conv_layer *l, bk_tensor *x, bk_act act,
+                                           bk_tensor *residual);
 /* ConvTranspose2d(cin, cout, k, stride, pad, bias=bias). */
 bk_conv_layer bk_deconv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int cin,
                                    int cout, int k, int stride, int pad, bool bias, bk_init init);

@@ -50,7 +50,7 @@ static rbl make_rbl(bk_ctx *ctx, bk_params *ps, const char *name, int c, bk_init
 
 static bk_tensor *rbl_fwd(bk_ctx *ctx, const rbl *r, bk_tensor *x) {
     bk_tensor *h = bk_conv_layer_fwd(ctx, &r->conv1, x, bk_act_leaky_relu(SLOPE), NULL);
-    return bk_conv_layer_fwd(ctx, &r->conv2, h, bk_act_none(), x);
+    return bk_conv_layer_fwd_residual_last(ctx, &r->conv2, h, bk_act_none(), x);
 }
 
 static void make_ft(bk_ctx *ctx, bk_params *ps, bk_conv_layer *ft, const char *name, bk_init he) {

@@ -50,9 +50,12 @@ static rb make_rb(bk_ctx *ctx, bk_params *ps, const char *module, int c, bk_init
     return r;
 }
 
-static bk_tensor *rb_fwd(bk_ctx *ctx, const rb *r, bk_tensor *x) {
+/* `own`: x is this block's alone (made inside the encoder or decoder), so inference may write the
+ * result over it; the decoder's first block gets the caller's tensor, which lives on. */
+static bk_tensor *rb_fwd(bk_ctx *ctx, const rb *r, bk_tensor *x, bool own) {
     bk_tensor *h = bk_conv_layer_fwd(ctx, &r->c0, x, bk_act_relu(), NULL);
-    return bk_conv_layer_fwd(ctx, &r->c2, h, bk_act_none(), x);
+    return own ? bk_conv_layer_fwd_residual_last(ctx, &r->c2, h, bk_act_none(), x)
+               : bk_conv_layer_fwd(ctx, &r->c2, h, bk_act_none(), x);
 }
 
 static void make_dmshn(bk_ctx *ctx, bk_params *ps, dmshn *d, const char *prefix, bk_rng *rng) {
@@ -93,11 +96,11 @@ static bk_tensor *encoder_fwd(bk_ctx *ctx, const dmshn *d, int lv, bk_tensor *x)
     bk_block_begin(ctx, m);
     const encoder *e = &d->enc[lv];
     bk_tensor *h = bk_conv_layer_fwd(ctx, &e->l1, x, bk_act_none(), NULL);
-    h = rb_fwd(ctx, &e->l3, rb_fwd(ctx, &e->l2, h));
+    h = rb_fwd(ctx, &e->l3, rb_fwd(ctx, &e->l2, h, true), true);
     h = bk_conv_layer_fwd(ctx, &e->l5, h, bk_act_none(), NULL);
-    h = rb_fwd(ctx, &e->l7, rb_fwd(ctx, &e->l6, h));
+    h = rb_fwd(ctx, &e->l7, rb_fwd(ctx, &e->l6, h, true), true);
     h = bk_conv_layer_fwd(ctx, &e->l9, h, bk_act_none(), NULL);
-    h = rb_fwd(ctx, &e->l11, rb_fwd(ctx, &e->l10, h));
+    h = rb_fwd(ctx, &e->l11, rb_fwd(ctx, &e->l10, h, true), true);
     bk_block_end(ctx, m, h);
     return h;
 }
@@ -107,11 +110,11 @@ static bk_tensor *decoder_fwd(bk_ctx *ctx, const dmshn *d, int lv, bk_tensor *x)
     bk_name(m, "%sdecoder_lv%d", d->prefix, lv + 1);
     bk_block_begin(ctx, m);
     const decoder *dc = &d->dec[lv];
-    bk_tensor *h = rb_fwd(ctx, &dc->l14, rb_fwd(ctx, &dc->l13, x));
+    bk_tensor *h = rb_fwd(ctx, &dc->l14, rb_fwd(ctx, &dc->l13, x, false), true);
     h = bk_conv_layer_fwd(ctx, &dc->l16, h, bk_act_none(), NULL);
-    h = rb_fwd(ctx, &dc->l18, rb_fwd(ctx, &dc->l17, h));
+    h = rb_fwd(ctx, &dc->l18, rb_fwd(ctx, &dc->l17, h, true), true);
     h = bk_conv_layer_fwd(ctx, &dc->l20, h, bk_act_none(), NULL);
-    h = rb_fwd(ctx, &dc->l22, rb_fwd(ctx, &dc->l21, h));
+    h = rb_fwd(ctx, &dc->l22, rb_fwd(ctx, &dc->l21, h, true), true);
     h = bk_conv_layer_fwd(ctx, &dc->l24, h, bk_act_none(), NULL);
     bk_block_end(ctx, m, h);
     return h;
