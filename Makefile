@@ -7,6 +7,8 @@
 #   make deps         install missing Debian packages (idempotent)
 #   make fixtures     regenerate the PyTorch parity fixtures (needs python3-torch, python3-h5py)
 #   make DEBUG=1      -O1 -g instead of -O3
+#   make MPI=1        data-parallel `train` with Open MPI, in build-mpi/ (docs/MULTI_MACHINE.md)
+#   make MPI=1 check-mpi   1 vs 2 ranks give the same weights, resume, errors (not part of check)
 #   make clean
 #
 # Programs: every <dir>/<name>_main.c becomes build/bin/<name> with '_' turned into '-'.
@@ -27,6 +29,24 @@ OPT     := -O1 -g
 else
 OPT     := -O3 -g
 endif
+
+# MPI=1: mpicc, BK_MPI (train/dist.c), its own build directory; deps.sh then also wants Open MPI.
+MPI     ?= 0
+ifeq ($(MPI),1)
+CC      := mpicc
+BUILD   := $(BUILD)-mpi
+CFLAGS  += -DBK_MPI
+export BOKEHLAB_MPI := 1
+endif
+.DEFAULT_GOAL := all
+.PHONY: check-mpi clean-mpi
+check-mpi:
+	@scripts/deps.sh --mpi
+	@$(MAKE) --no-print-directory MPI=1 all build-mpi/tests/mpi/test_mpi_train
+	@tests/run.sh build-mpi/tests/mpi test_mpi_train
+clean: clean-mpi
+clean-mpi:
+	rm -rf build-mpi build-asan-mpi
 
 HDF5_CFLAGS = $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS   = $(shell pkg-config --libs hdf5 2>/dev/null) -lhdf5_hl

@@ -204,6 +204,13 @@ done:
     return ok;
 }
 
+/* The global sample of the stream's sample j (its shard of a global batch of shards * batch). */
+static int64_t global_sample(const bk_loader_config *cfg, int64_t j) {
+    if (cfg->shards <= 1) return j;
+    int64_t B = cfg->batch;
+    return (j / B) * B * cfg->shards + (int64_t)cfg->shard * B + j % B;
+}
+
 static void *worker(void *arg) {
     bk_loader *l = arg;
     omp_set_num_threads(1); /* kernels inside a worker stay on this thread */
@@ -214,7 +221,7 @@ static void *worker(void *arg) {
         while (!l->stop && l->next_sample / B >= l->consumer_step + P)
             pthread_cond_wait(&l->consumed, &l->mu);
         if (l->stop) break;
-        int64_t j = l->next_sample++;
+        int64_t j = l->next_sample++, gj = global_sample(&l->cfg, j);
         int64_t step = j / B;
         slot *s = &l->slots[step % P];
         if (j % B == 0) { /* first sample of a batch claims the slot */
@@ -222,11 +229,11 @@ static void *worker(void *arg) {
             s->filled = 0;
             s->failed = false;
             s->batch.step = step;
-            s->batch.epoch = j / l->cfg.n_ids;
+            s->batch.epoch = gj / l->cfg.n_ids;
         }
-        int32_t id = sample_id(l, j);
+        int32_t id = sample_id(l, gj);
         pthread_mutex_unlock(&l->mu);
-        bool ok = load_sample(l, j, id, s, (int)(j % B), err);
+        bool ok = load_sample(l, gj, id, s, (int)(j % B), err);
         pthread_mutex_lock(&l->mu);
         if (!ok && !s->failed) {
             s->failed = true;
@@ -244,6 +251,8 @@ bk_status bk_loader_open(bk_loader **out, const bk_loader_config *cfg) {
     if (cfg->batch < 1 || cfg->batch > BK_LOADER_MAX_BATCH)
         return bk_fail(BK_ERR_ARG, "batch size %d outside 1..%d", cfg->batch, BK_LOADER_MAX_BATCH);
     if (cfg->n_ids < 1) return bk_fail(BK_ERR_ARG, "the loader has no image pair to read");
+    if (cfg->shards < 0 || cfg->shard < 0 || (cfg->shards > 0 && cfg->shard >= cfg->shards))
+        return bk_fail(BK_ERR_ARG, "loader shard %d of %d", cfg->shard, cfg->shards);
     if (cfg->workers < 1 || cfg->prefetch < 1)
         return bk_fail(BK_ERR_ARG, "the loader needs at least one worker and one prefetched batch");
     if (cfg->resize_h < 0 || cfg->resize_w < 0 || cfg->crop_h < 0 || cfg->crop_w < 0)

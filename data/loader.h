@@ -12,6 +12,11 @@
  * kN .. kN+N-1, so a seed fixes every batch, and starting at step k reproduces the same
  * batches as running up to it, whatever the number of workers.
  *
+ * Shards (data-parallel training, train/dist.h): with shards = S > 1 the stream is shard s of S
+ * of a stream of global batches of S*N samples: batch k holds global samples kSN + sN ..
+ * kSN + sN + N-1, each with the pair, crop and flips it has there, so the S shards of batch k
+ * together are batch k of a loader with batch S*N.
+ *
  * Threads: `workers` threads decode and augment; up to `prefetch` batches are ready ahead of
  * the consumer. Each worker runs OpenMP kernels with one thread. A decoding error stops the
  * stream: bk_loader_next returns it with the file named.
@@ -40,6 +45,7 @@ typedef struct bk_loader_config {
     bk_range range;
     uint64_t seed;
     int64_t start_step;        /* first batch to produce (resume) */
+    int shard, shards;         /* this stream's part of every global batch; 0, 0: all of it */
     int workers;               /* >= 1 */
     int prefetch;              /* batches ready ahead, >= 1 */
     int64_t max_pixels;        /* per image; <= 0: the default limit */

@@ -317,6 +317,54 @@ static void start_step_resumes_the_stream(void) {
     fixture_close(&f);
 }
 
+/* Shard s of S with batch N is samples sN .. sN+N-1 of every global batch of S*N: the same pairs,
+ * crops, flips and masks, bit for bit, across epoch boundaries and from a start step. */
+static void shards_make_up_the_global_batch(void) {
+    fixture f;
+    fixture_open(&f, NPAIRS);
+    bk_ebb_split split;
+    EXPECT(bk_ebb_split_make(f.ix.ids, f.ix.count, "tail:2", NULL, &split) == BK_OK, "split: %s", bk_last_error());
+    enum { K = 7 }; /* 7 global batches of 6 over 10 pairs: several straddle an epoch */
+    bk_loader_config c = base_config(&f);
+    c.ids = split.train, c.n_ids = split.n_train;
+    c.batch = 6;
+    saved *whole = run(&c, K);
+    static const struct {
+        int shards, start;
+    } cases[] = {{2, 0}, {3, 0}, {6, 0}, {2, 3}};
+    for (size_t i = 0; whole && i < sizeof cases / sizeof cases[0]; i++) {
+        const int S = cases[i].shards, N = 6 / S, k0 = cases[i].start;
+        for (int sh = 0; sh < S; sh++) {
+            bk_loader_config cs = c;
+            cs.batch = N, cs.shards = S, cs.shard = sh, cs.start_step = k0, cs.workers = 1 + sh % 3;
+            saved *part = run(&cs, K - k0);
+            for (int k = k0; part && k < K; k++) {
+                const saved *p = &part[k - k0], *w = &whole[k];
+                size_t px = (size_t)N * w->h * w->w, off = (size_t)sh * px;
+                bool same = p->n == N && p->h == w->h && p->w == w->w && p->step == k &&
+                            p->epoch == ((int64_t)k * 6 + sh * N) / split.n_train &&
+                            !memcmp(p->ids, w->ids + sh * N, (size_t)N * sizeof p->ids[0]) &&
+                            !memcmp(p->input, w->input + off * 3, px * 3 * sizeof(float)) &&
+                            !memcmp(p->target, w->target + off * 3, px * 3 * sizeof(float)) &&
+                            !memcmp(p->mask, w->mask + off, px * sizeof(float));
+                EXPECT(same, "%d shards from step %d: shard %d of batch %d differs from its part of the global batch",
+                       S, k0, sh, k);
+            }
+            if (part) saved_free(part, K - k0);
+        }
+    }
+    /* the comparison sees a difference: shard 1 is not shard 0 */
+    bk_loader_config c0 = c, c1 = c;
+    c0.batch = c1.batch = 3, c0.shards = c1.shards = 2, c1.shard = 1;
+    saved *a = run(&c0, 2), *b = run(&c1, 2);
+    if (a && b) EXPECT(first_difference(a, b, 2) == 0, "negative control: shards 0 and 1 give the same batch");
+    if (a) saved_free(a, 2);
+    if (b) saved_free(b, 2);
+    if (whole) saved_free(whole, K);
+    bk_ebb_split_free(&split);
+    fixture_close(&f);
+}
+
 /* ---------------------------------------------------------------- order */
 
 static void epochs_are_permutations(void) {
@@ -613,6 +661,17 @@ static void invalid_configs_refused(void) {
         }
     }
 
+    /* a shard outside 0 .. shards-1 */
+    const int shard_cases[][2] = {{2, 2}, {-1, 2}, {0, -1}};
+    for (size_t i = 0; i < sizeof shard_cases / sizeof shard_cases[0]; i++) {
+        bk_loader_config c = base_config(&f);
+        c.shard = shard_cases[i][0], c.shards = shard_cases[i][1];
+        bk_loader *l = NULL;
+        EXPECT(bk_loader_open(&l, &c) != BK_OK && l == NULL && strstr(bk_last_error(), "shard"),
+               "shard %d of %d accepted or unclear: %s", c.shard, c.shards, bk_last_error());
+        if (l) bk_loader_close(l);
+    }
+
     /* masks without a mask directory */
     char mask_dir[600], moved[600];
     snprintf(mask_dir, sizeof mask_dir, "%s/mask", f.root);
@@ -681,7 +740,7 @@ static void invalid_configs_refused(void) {
 
 BK_TEST_MAIN(BK_TEST(batches_have_the_configured_shape_and_range), BK_TEST(untransformed_batches_are_the_files),
              BK_TEST(same_seed_same_batches_whatever_the_threads), BK_TEST(start_step_resumes_the_stream),
-             BK_TEST(epochs_are_permutations), BK_TEST(crops_and_flips_are_paired),
+             BK_TEST(shards_make_up_the_global_batch), BK_TEST(epochs_are_permutations), BK_TEST(crops_and_flips_are_paired),
              BK_TEST(target_equal_to_input_stays_equal), BK_TEST(masks_in_unit_range_with_both_classes),
              BK_TEST(corrupt_file_stops_the_stream_with_its_name), BK_TEST(close_never_hangs),
              BK_TEST(invalid_configs_refused))

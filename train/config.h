@@ -41,7 +41,7 @@
     X(model, init_from, STR, "", 0, 0, "start from the weights of this checkpoint (same model and variant)")   \
     X(model, init_dmshn, STR, "", 0, 0, "stacked_dmshn: load this DMSHN checkpoint into both halves")         \
     X(train, steps, INT, 1000, 1, 100000000, "optimizer steps to run")                                        \
-    X(train, batch, INT, 2, 1, 64, "images per micro-batch")                                                  \
+    X(train, batch, INT, 2, 1, 64, "images per micro-batch, of all MPI ranks together")                       \
     X(train, accum, INT, 1, 1, 1024, "micro-batches accumulated per optimizer step")                          \
     X(train, lr, FLOAT, 1e-4, 0, 1, "learning rate (Adam)")                                                   \
     X(train, beta1, FLOAT, 0.9, 0, 0.999999, "Adam beta1")                                                    \

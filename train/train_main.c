@@ -3,12 +3,14 @@
  *   train --config FILE.ini [--set section.key=value]... [--resume CKPT] [--no-progress]
  *   train --resume runs/NAME/ckpt/last.h5          (the checkpoint's own config)
  *   train --help-config [--markdown]
+ *   mpirun -np K build-mpi/bin/train ...           (make MPI=1; data-parallel, docs/MULTI_MACHINE.md)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "train/dist.h"
 #include "train/trainer.h"
 
 static void usage(void) {
@@ -38,12 +40,25 @@ int main(int argc, char **argv) {
     }
     if (!o.config_path && !o.resume) usage();
     o.sets = sets;
-    bk_train_result r;
-    bk_status st = bk_train(&o, &r);
-    if (st != BK_OK) {
+    if (bk_dist_init(&argc, &argv) != BK_OK) {
         fprintf(stderr, "train: %s\n", bk_last_error());
         return 1;
     }
-    printf("train: %s after %lld steps in %s\n", r.interrupted ? "stopped" : "finished", (long long)r.steps_done, r.run_dir);
+    bk_train_result r;
+    bk_status st = bk_train(&o, &r);
+    if (st != BK_OK) {
+        if (bk_dist_size() == 1) {
+            fprintf(stderr, "train: %s\n", bk_last_error());
+            bk_dist_finalize();
+            return 1;
+        }
+        /* the other ranks may wait for this one in a collective: end them all */
+        fprintf(stderr, "train (rank %d of %d): %s\n", bk_dist_rank(), bk_dist_size(), bk_last_error());
+        bk_dist_abort(1);
+    }
+    if (bk_dist_rank() == 0)
+        printf("train: %s after %lld steps in %s\n", r.interrupted ? "stopped" : "finished", (long long)r.steps_done,
+               r.run_dir);
+    bk_dist_finalize();
     return r.interrupted ? 130 : 0;
 }

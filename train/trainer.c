@@ -25,6 +25,7 @@
 #include "losses/vgg.h"
 #include "losses/wgan_gp.h"
 #include "models/checkpoint.h"
+#include "train/dist.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 
@@ -56,6 +57,7 @@ typedef struct trainer {
     double best_psnr;
     int bad_in_a_row;
     bool progress;
+    int rank, ranks;           /* data-parallel: this process's rank and their number (dist.h) */
 } trainer;
 
 static volatile sig_atomic_t stop_requested;
@@ -82,7 +84,9 @@ static char *config_text(const bk_config *c) {
 
 /* ---------------------------------------------------------------- checkpoints */
 
+/* Rank 0 writes; the other ranks hold the same state. */
 static bk_status save_checkpoint(trainer *t, const char *name) {
+    if (t->rank != 0) return BK_OK;
     char path[1200];
     snprintf(path, sizeof path, "%s/ckpt/%s", t->run_dir, name);
     char *text = config_text(&t->cfg);
@@ -143,12 +147,20 @@ static bk_status check_config(trainer *t) {
         return bk_fail(BK_ERR_ARG, "%s: %s trains on sizes that are multiples of %d; %dx%d is not",
                        bk_config_source(c, c->data_crop_h ? "data" : "data", c->data_crop_h ? "crop_h" : "resize_h"),
                        k->name, k->multiple, t->h, t->w);
+    /* train.batch is the global batch: each rank trains on its shard of it */
+    if (c->train_batch % t->ranks)
+        return bk_fail(BK_ERR_ARG, "%s: train.batch = %lld is the global batch, split evenly over the %d ranks: "
+                       "it must be a multiple of %d", bk_config_source(c, "train", "batch"), (long long)c->train_batch,
+                       t->ranks, t->ranks);
+    const int64_t local = c->train_batch / t->ranks;
+    char per_rank[64] = "";
+    if (t->ranks > 1) snprintf(per_rank, sizeof per_rank, " (%lld per rank on %d ranks)", (long long)local, t->ranks);
     const int bn_stride = k->bn_stride ? k->bn_stride(c->model_variant) : 0;
-    if (bn_stride && c->train_batch * (t->h / bn_stride) * (t->w / bn_stride) < 2)
-        return bk_fail(BK_ERR_ARG, "%s: %s with train.batch = %lld at %dx%d leaves one value per channel in its "
-                       "deepest batch norm (at 1/%d size), which cannot be normalised: use train.batch >= 2 or "
+    if (bn_stride && local * (t->h / bn_stride) * (t->w / bn_stride) < 2)
+        return bk_fail(BK_ERR_ARG, "%s: %s with train.batch = %lld%s at %dx%d leaves one value per channel in its "
+                       "deepest batch norm (at 1/%d size), which cannot be normalised: use train.batch >= %d or "
                        "a larger image size", bk_config_source(c, "train", "batch"), k->name,
-                       (long long)c->train_batch, t->h, t->w, bn_stride);
+                       (long long)c->train_batch, per_rank, t->h, t->w, bn_stride, 2 * t->ranks);
     if (c->loss_ms_ssim > 0) {
         int min = strcmp(c->loss_msssim_mode, "standard") ? 16 : BK_MSSSIM_MIN_SIDE;
         if (t->h < min || t->w < min)
@@ -190,7 +202,8 @@ static bk_status setup_data(trainer *t) {
 static bk_status open_train_loader(trainer *t) {
     bk_config *c = &t->cfg;
     bk_loader_config lc = {
-        .index = &t->ix, .ids = t->split.train, .n_ids = t->split.n_train, .batch = (int)c->train_batch,
+        .index = &t->ix, .ids = t->split.train, .n_ids = t->split.n_train, .batch = (int)(c->train_batch / t->ranks),
+        .shard = t->rank, .shards = t->ranks,
         .resize_h = (int)c->data_resize_h, .resize_w = (int)c->data_resize_w, .crop_h = (int)c->data_crop_h,
         .crop_w = (int)c->data_crop_w, .hflip = c->data_hflip, .vflip = c->data_vflip, .shuffle = true,
         .masks = t->external_mask, .range = t->range_lo < 0 ? BK_RANGE_PM1 : BK_RANGE_01,
@@ -321,6 +334,7 @@ static bk_status micro_step(trainer *t, const bk_batch *b, int micro, double ter
     bk_forward_opts o = bk_forward_eval();
     o.training = true;
     o.dropout_seed = mix(mix((uint64_t)c->run_seed) ^ (uint64_t)(t->step * c->train_accum + micro));
+    if (t->rank) o.dropout_seed = mix(o.dropout_seed ^ (uint64_t)t->rank); /* masks of its own on each shard */
     o.mask = mask_input(t, b);
     bk_model_out out;
     bk_model_forward(ctx, t->model, x, &o, &out);
@@ -331,14 +345,16 @@ static bk_status micro_step(trainer *t, const bk_batch *b, int micro, double ter
             bk_params_zero_grad(&t->critic.params);
             bk_tensor *alpha = bk_tensor_new(ctx, (bk_shape){b->n, 1, 1, 1});
             uint64_t s = mix((uint64_t)c->run_seed ^ 0xA1FA) ^ mix((uint64_t)(t->step * 131 + k));
-            for (int i = 0; i < b->n; i++) {
+            const int first = t->rank * b->n; /* this shard's samples of the global batch */
+            for (int i = 0; i < first + b->n; i++) {
                 s = mix(s);
-                alpha->data[i] = (float)((s >> 40) * (1.0 / 16777216.0));
+                if (i >= first) alpha->data[i - first] = (float)((s >> 40) * (1.0 / 16777216.0));
             }
             bk_wgan_terms wt;
             bk_tensor *ld = bk_wgan_gp_critic_loss(ctx, &t->critic, target, y, alpha, (float)c->gan_lambda_gp, &wt);
             if (!isfinite(ld->data[0])) return bk_fail(BK_ERR_ARG, "non-finite critic loss");
             bk_backward(ctx, ld, false);
+            bk_dist_average_grads(ctx, &t->critic.params, NULL, 0);
             if (!grads_finite(&t->critic.params)) return bk_fail(BK_ERR_ARG, "non-finite critic gradient");
             bk_adam_step(&t->copt, (float)c->gan_lr);
             terms[6] += ld->data[0];
@@ -417,13 +433,10 @@ typedef struct val_result {
     int n;
 } val_result;
 
-static bk_status validate(trainer *t, val_result *r) {
+/* Sums of the metrics over the evaluation images [lo, hi); rank 0 also writes the samples. */
+static bk_status validate_range(trainer *t, int64_t lo, int64_t hi, val_result *r) {
     const bk_config *c = &t->cfg;
-    *r = (val_result){0};
-    int64_t n = t->split.n_eval;
-    if (c->train_val_max_images && n > c->train_val_max_images) n = c->train_val_max_images;
-    if (n == 0) return BK_OK;
-    bk_loader_config lc = {.index = &t->ix, .ids = t->split.eval, .n_ids = n, .batch = 1,
+    bk_loader_config lc = {.index = &t->ix, .ids = t->split.eval + lo, .n_ids = hi - lo, .batch = 1,
                            .resize_h = t->h, .resize_w = t->w, .masks = t->external_mask,
                            .range = t->range_lo < 0 ? BK_RANGE_PM1 : BK_RANGE_01, .seed = 1, .workers = (int)c->data_workers,
                            .prefetch = 2, .max_pixels = c->data_max_pixels};
@@ -435,7 +448,7 @@ static bk_status validate(trainer *t, val_result *r) {
     uint8_t *u_in = malloc(px), *u_out = malloc(px), *u_tg = malloc(px);
     BK_CHECK(u_in && u_out && u_tg, "out of memory");
     bool prev = bk_set_grad_enabled(ctx, false);
-    for (int64_t i = 0; i < n && st == BK_OK; i++) {
+    for (int64_t i = lo; i < hi && st == BK_OK; i++) {
         const bk_batch *b;
         if ((st = bk_loader_next(l, &b)) != BK_OK) break;
         bk_tensor *x = tensor_from(ctx, 1, 3, b->h, b->w, b->input);
@@ -454,7 +467,7 @@ static bk_status validate(trainer *t, val_result *r) {
             float d;
             if (bk_lpips_u8(ctx, &t->lpips, u_out, u_tg, t->h, t->w, &d) == BK_OK) r->lpips += d;
         }
-        if (i < c->train_samples) {
+        if (i < c->train_samples && t->rank == 0) {
             const bk_tensor *m = out.aux && out.aux->c == 1 ? out.aux : NULL;
             save_sample(t, (int)i, t->h, t->w, u_in, m ? m->data : NULL, u_out, u_tg, m ? (int)m->h : 0, m ? (int)m->w : 0);
         }
@@ -466,20 +479,54 @@ static bk_status validate(trainer *t, val_result *r) {
     free(u_out);
     free(u_tg);
     bk_loader_close(l);
+    return st;
+}
+
+/* The evaluation images [lo, hi) of a rank: rank 0 takes the first ones, at least those shown as
+ * samples (it alone writes files), the others share the rest evenly. */
+static void val_share(int64_t n, int64_t samples, int rank, int ranks, int64_t *lo, int64_t *hi) {
+    int64_t first = (n + ranks - 1) / ranks;
+    if (first < samples) first = samples < n ? samples : n;
+    if (rank == 0) {
+        *lo = 0, *hi = first;
+        return;
+    }
+    int64_t per = (n - first + ranks - 2) / (ranks - 1);
+    *lo = first + (rank - 1) * per;
+    *hi = *lo + per;
+    if (*lo > n) *lo = n;
+    if (*hi > n) *hi = n;
+}
+
+/* Every rank evaluates its share; the sums are added over the ranks, so all return the same. */
+static bk_status validate(trainer *t, val_result *r) {
+    const bk_config *c = &t->cfg;
+    *r = (val_result){0};
+    int64_t n = t->split.n_eval;
+    if (c->train_val_max_images && n > c->train_val_max_images) n = c->train_val_max_images;
+    if (n == 0) return BK_OK;
+    int64_t lo, hi;
+    val_share(n, c->train_samples, t->rank, t->ranks, &lo, &hi);
+    bk_status st = hi > lo ? validate_range(t, lo, hi, r) : BK_OK;
     if (st != BK_OK) return st;
-    r->psnr /= r->n;
-    r->ssim /= r->n;
-    r->lpips = t->has_lpips ? r->lpips / r->n : NAN;
-    r->base_psnr /= r->n;
-    r->base_ssim /= r->n;
+    double sums[6] = {r->psnr, r->ssim, r->lpips, r->base_psnr, r->base_ssim, r->n};
+    bk_dist_sum_f64(sums, 6);
+    r->n = (int)sums[5];
+    r->psnr = sums[0] / r->n;
+    r->ssim = sums[1] / r->n;
+    r->lpips = t->has_lpips ? sums[2] / r->n : NAN;
+    r->base_psnr = sums[3] / r->n;
+    r->base_ssim = sums[4] / r->n;
     return BK_OK;
 }
 
 /* ---------------------------------------------------------------- logging */
 
+/* The run directory; rank 0 alone makes it and writes in it. */
 static bk_status open_run(trainer *t, bool resuming) {
     const bk_config *c = &t->cfg;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->run_out_dir, c->run_name);
+    if (t->rank != 0) return BK_OK;
     char path[1300];
     bk_status st = bk_make_dirs(t->run_dir);
     if (st == BK_OK) snprintf(path, sizeof path, "%s/ckpt", t->run_dir), st = bk_make_dirs(path);
@@ -577,6 +624,7 @@ static bk_status load_config(trainer *t, const bk_train_options *o) {
 bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
     trainer *t = calloc(1, sizeof *t);
     BK_CHECK(t, "out of memory");
+    t->rank = bk_dist_rank(), t->ranks = bk_dist_size();
     *r = (bk_train_result){.val_psnr = NAN, .val_ssim = NAN, .val_lpips = NAN, .base_psnr = NAN, .base_ssim = NAN};
     bk_status st = load_config(t, o);
     if (st == BK_OK) st = check_config(t);
@@ -592,7 +640,7 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
     }
     t->external_mask = bk_variant_has(c->model_variant, "external_mask");
     t->best_psnr = -INFINITY;
-    t->progress = o->progress;
+    t->progress = o->progress && t->rank == 0;
     if ((st = setup_data(t)) == BK_OK && (st = setup_model(t)) == BK_OK && o->resume)
         st = load_checkpoint(t, o->resume);
     if (st == BK_OK) st = open_run(t, o->resume != NULL);
@@ -603,12 +651,18 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
         return st;
     }
     snprintf(r->run_dir, sizeof r->run_dir, "%s", t->run_dir);
-    printf("train: %s%s%s on %s (%lld training, %lld evaluation pairs), %dx%d, batch %lld x %lld, %lld steps%s\n",
-           c->model_name, c->model_variant[0] ? " " : "", c->model_variant, t->ix.root, (long long)t->split.n_train,
-           (long long)t->split.n_eval, t->h, t->w, (long long)c->train_batch, (long long)c->train_accum,
-           (long long)c->train_steps, o->resume ? " (resumed)" : "");
-    bk_config_print(c, stdout, true);
-    fflush(stdout);
+    const bool root = t->rank == 0; /* prints and writes; the other ranks print errors only */
+    if (root) {
+        char ranks[64] = "";
+        if (t->ranks > 1) snprintf(ranks, sizeof ranks, " on %d ranks (%lld per rank)", t->ranks,
+                                   (long long)(c->train_batch / t->ranks));
+        printf("train: %s%s%s on %s (%lld training, %lld evaluation pairs), %dx%d, batch %lld x %lld%s, %lld steps%s\n",
+               c->model_name, c->model_variant[0] ? " " : "", c->model_variant, t->ix.root, (long long)t->split.n_train,
+               (long long)t->split.n_eval, t->h, t->w, (long long)c->train_batch, (long long)c->train_accum, ranks,
+               (long long)c->train_steps, o->resume ? " (resumed)" : "");
+        bk_config_print(c, stdout, true);
+        fflush(stdout);
+    }
 
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
@@ -632,12 +686,23 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
         }
         if (st != BK_OK) break;
         for (int k = 0; k < N_TERMS; k++) terms[k] /= (k < 6 ? (double)c->train_accum : 1.0);
+        bool stop = stop_requested;
+        if (t->ranks > 1) {
+            /* the mean gradient over the shards, with the losses and the stop flag in the same message */
+            float extra[2 + N_TERMS] = {(float)loss, stop ? 1.0f : 0.0f};
+            for (int k = 0; k < N_TERMS; k++) extra[2 + k] = (float)terms[k];
+            bk_dist_average_grads(&t->ctx, &t->model->params, extra, 2 + N_TERMS);
+            loss = extra[0], stop = extra[1] > 0;
+            for (int k = 0; k < N_TERMS; k++) terms[k] = extra[2 + k];
+        }
         bool finite = isfinite(loss) && grads_finite(&t->model->params);
         if (!finite) {
             t->bad_in_a_row++;
-            fprintf(stderr, "\ntrain: step %lld skipped: non-finite loss or gradient (loss %g;", (long long)t->step, loss);
-            for (int k = 0; k < 6; k++) fprintf(stderr, " %s %g", term_names[k], terms[k]);
-            fprintf(stderr, ")\n");
+            if (root) {
+                fprintf(stderr, "\ntrain: step %lld skipped: non-finite loss or gradient (loss %g;", (long long)t->step, loss);
+                for (int k = 0; k < 6; k++) fprintf(stderr, " %s %g", term_names[k], terms[k]);
+                fprintf(stderr, ")\n");
+            }
             if (t->bad_in_a_row >= 3) {
                 st = bk_fail(BK_ERR_ARG, "three non-finite steps in a row, the last at step %lld: lower train.lr, "
                              "check the data, or set train.clip_grad_norm", (long long)t->step);
@@ -671,16 +736,18 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
             double mean = window_n ? window_loss / window_n : NAN;
             double mt[N_TERMS];
             for (int k = 0; k < N_TERMS; k++) mt[k] = window_n ? window_terms[k] / window_n : NAN;
-            log_row(t, lr, mean, mt, secs, its, &v);
             if (first_window) r->first_loss = mean, first_window = false;
             r->last_loss = mean;
-            if (t->progress) fputc('\n', stderr);
-            printf("step %lld lr %.3g loss %.5f (%.2f it/s)", (long long)t->step, lr, mean, its);
-            if (v.n)
-                printf(" | val PSNR %.3f SSIM %.4f%s (input: PSNR %.3f SSIM %.4f) on %d pairs", v.psnr, v.ssim,
-                       isnan(v.lpips) ? "" : " LPIPS", v.base_psnr, v.base_ssim, v.n);
-            printf("\n");
-            fflush(stdout);
+            if (root) {
+                log_row(t, lr, mean, mt, secs, its, &v);
+                if (t->progress) fputc('\n', stderr);
+                printf("step %lld lr %.3g loss %.5f (%.2f it/s)", (long long)t->step, lr, mean, its);
+                if (v.n)
+                    printf(" | val PSNR %.3f SSIM %.4f%s (input: PSNR %.3f SSIM %.4f) on %d pairs", v.psnr, v.ssim,
+                           isnan(v.lpips) ? "" : " LPIPS", v.base_psnr, v.base_ssim, v.n);
+                printf("\n");
+                fflush(stdout);
+            }
             if (v.n && v.psnr > t->best_psnr) {
                 t->best_psnr = v.psnr;
                 if ((st = save_checkpoint(t, "best.h5")) != BK_OK) break;
@@ -689,12 +756,14 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
             memset(window_terms, 0, sizeof window_terms);
             t_window = omp_get_wtime();
         }
-        if (t->step % c->train_ckpt_every == 0 || t->step == c->train_steps || stop_requested)
+        if (t->ranks == 1) stop = stop_requested; /* one process: a signal up to here counts */
+        if (t->step % c->train_ckpt_every == 0 || t->step == c->train_steps || stop)
             if ((st = save_checkpoint(t, "last.h5")) != BK_OK) break;
-        if (stop_requested) {
+        if (stop) {
             r->interrupted = true;
-            printf("train: interrupted at step %lld; %s/ckpt/last.h5 holds it (train --resume to continue)\n",
-                   (long long)t->step, t->run_dir);
+            if (root)
+                printf("train: interrupted at step %lld; %s/ckpt/last.h5 holds it (train --resume to continue)\n",
+                       (long long)t->step, t->run_dir);
             break;
         }
     }
