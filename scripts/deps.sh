@@ -3,11 +3,14 @@
 #   scripts/deps.sh           install what is missing (apt-get update only then)
 #   scripts/deps.sh --check   list what is missing and fail, installing nothing
 #   scripts/deps.sh --python  also the Python packages of scripts/ (fixtures, weight converters)
+#   scripts/deps.sh --fuzz    also clang with libFuzzer and the sanitizers, and LLVM's OpenMP
+#                             runtime (make fuzz builds the library with clang and -fopenmp)
 set -euo pipefail
 
 packages=(gcc libc6-dev make pkg-config
           libdnnl-dev libhdf5-dev libpng-dev libjpeg62-turbo-dev)
 [ "${1:-}" = "--python" ] && packages+=(python3-torch python3-h5py python3-numpy python3-skimage)
+[ "${1:-}" = "--fuzz" ] && packages+=(clang-14 libclang-rt-14-dev libomp-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
