@@ -26,6 +26,7 @@
 #include "tests/support/harness.h"
 #include "train/config.h"
 #include "train/optim.h"
+#include "train/trainer.h"
 
 #define REGRESS "tests/data/fuzz-regress"
 #define LIBHDF5 "tests/fuzz/libhdf5"
@@ -483,8 +484,28 @@ static void long_string_attribute_refused(void) {
     bk_test_remove_tmpdir(dir);
 }
 
+/* train --resume reads the configuration stored in the checkpoint: a bad line in it is named
+ * with the checkpoint (it was "the checkpoint's config:2", without the file). */
+static void stored_config_errors_name_the_checkpoint(void) {
+    char *dir = bk_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/last.h5", dir);
+    bk_h5 f;
+    EXPECT(bk_h5_create(&f, path) == BK_OK && bk_h5_set_attr_str(&f, "config", "[train]\nsteps = many\n") == BK_OK &&
+               bk_h5_close(&f, true) == BK_OK,
+           "%s", bk_last_error());
+    bk_train_options o = {.resume = path};
+    bk_train_result r;
+    char where[600];
+    snprintf(where, sizeof where, "%s (stored config):2", path);
+    EXPECT_FAILS_NAMING(bk_train(&o, &r), where, "a stored config with steps = many");
+    EXPECT(strstr(bk_last_error(), "train.steps") != NULL, "%s", bk_last_error());
+    bk_test_remove_tmpdir(dir);
+}
+
 BK_TEST_MAIN(BK_TEST(fuzz_found_pngs_refused_cleanly), BK_TEST(fuzz_found_configs_round_trip),
              BK_TEST(fuzz_found_checkpoints_refused_cleanly), BK_TEST(libhdf5_defect_inputs_refused_cleanly),
              BK_TEST(every_truncation_refused), BK_TEST(garbage_refused), BK_TEST(config_with_nul_refused),
              BK_TEST(config_with_100kb_line_refused), BK_TEST(wrong_kind_of_file_refused),
-             BK_TEST(attributes_of_other_shapes_refused), BK_TEST(long_string_attribute_refused))
+             BK_TEST(attributes_of_other_shapes_refused), BK_TEST(long_string_attribute_refused),
+             BK_TEST(stored_config_errors_name_the_checkpoint))

@@ -5,9 +5,11 @@
  * open it; read its kind (bk_ckpt_read_kind); create that model and load its tensors
  * (bk_model_read); load the generator's Adam state (bk_adam_load "/optim/generator"); read the
  * step and best_val_psnr attributes; read the stored configuration and parse it
- * (bk_config_parse_text). Each step runs whether or not the previous one failed, so damage in
- * one part of a file does not hide another. Every refusal must name the input ("fuzz.h5"), or
- * the target aborts (a finding).
+ * (bk_config_parse_text, named "fuzz.h5 (stored config)" as train --resume names it). Each step
+ * runs whether or not the previous one failed, so damage in one part of a file does not hide
+ * another. Every refusal must name the input ("fuzz.h5"), or the target aborts (a finding);
+ * only bk_model_create's refusal of an unknown model or switch does not (bk_model_load adds
+ * the file to it, tests/test_bad_input.c checks that).
  *
  * Creating a model costs far more than reading a small file (millions of initialised values),
  * so the target keeps the models it made, by (model, variant) as the file names them, with
@@ -120,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (bk_h5_get_attr_str(&f, "config", text, CONFIG_MAX) == BK_OK) {
         bk_config cfg;
         bk_config_defaults(&cfg);
-        bk_config_parse_text(&cfg, text, "the checkpoint's config");
+        expect_named(bk_config_parse_text(&cfg, text, "fuzz.h5 (stored config)"), "the stored config");
     } else {
         expect_named(BK_ERR_FORMAT, "config");
     }
