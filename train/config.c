@@ -97,10 +97,13 @@ static int distance(const char *a, const char *b) {
 
 static void suggest(const char *section, const char *key, char *out, size_t len) {
     int best = 3, which = -1;
+    char want[128];
+    snprintf(want, sizeof want, "%s.%s", section, key);
+    const int wl = (int)strlen(want);
     for (int i = 0; i < BK_CONFIG_NKEYS; i++) {
-        char full[128], want[128];
+        char full[128];
         snprintf(full, sizeof full, "%s.%s", keys[i].section, keys[i].key);
-        snprintf(want, sizeof want, "%s.%s", section, key);
+        if (abs((int)strlen(full) - wl) >= best) continue; /* the distance is at least that */
         int d = distance(full, want);
         if (d < best) best = d, which = i;
     }
