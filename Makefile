@@ -5,6 +5,9 @@
 #   make check-asan   a subset of the tests under ASan + UBSan + LeakSanitizer (build-asan/)
 #   make demo         install, build and run the main job on the synthetic dataset
 #   make deps         install missing Debian packages (idempotent)
+#   make fuzz         libFuzzer targets (PNG, JPEG, config, checkpoint) built with clang + ASan + UBSan
+#                     in build-fuzz/, each run FUZZ_SECONDS (default 600); not part of check
+#                     (docs/TESTING.md)
 #   make fixtures     regenerate the PyTorch parity fixtures (needs python3-torch, python3-h5py)
 #   make DEBUG=1      -O1 -g instead of -O3
 #   make MPI=1        data-parallel `train` with Open MPI, in build-mpi/ (docs/MULTI_MACHINE.md)
@@ -138,3 +141,53 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ================================================================ fuzzing (make fuzz)
+# libFuzzer targets tests/fuzz/fuzz_<name>.c, built with clang and ASan + UBSan in build-fuzz/
+# against the library compiled the same way (with coverage instrumentation, OpenMP from libomp).
+# `make fuzz` runs them one after another for FUZZ_SECONDS each from the committed seeds
+# (tests/fuzz/corpus/<name>/) and the checkpoints fuzz_seeds writes, and prints executions,
+# exec/s, coverage and crashes per target (scripts/fuzz.sh; docs/TESTING.md).
+FUZZ_SECONDS ?= 600
+FUZZ_CC      ?= clang-14
+FUZZ_BUILD   := build-fuzz
+FUZZ_TARGETS := png jpeg config checkpoint
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fopenmp -fno-math-errno \
+                -Wall -Wextra -Wshadow -Wno-pass-failed -I. $(HDF5_CFLAGS) -MMD -MP
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB     := $(FUZZ_BUILD)/lib/libbokehlab.a
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%) $(FUZZ_BUILD)/bin/fuzz_seeds
+
+.PHONY: fuzz fuzz-build clean-fuzz
+fuzz:
+	@scripts/deps.sh --fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+# objects with libFuzzer's coverage hooks (fuzz_seeds, linked without libFuzzer, gets the
+# sanitizer runtime's empty ones)
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/bin/fuzz_seeds: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_seeds.o $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fopenmp -pthread $^ -o $@ $(LDLIBS)
+
+$(FUZZ_BUILD)/bin/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -fopenmp -pthread $^ -o $@ $(LDLIBS)
+
+clean: clean-fuzz
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
+# ================================================================ end of fuzzing

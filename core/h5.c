@@ -25,6 +25,18 @@ bk_status bk_h5_open(bk_h5 *f, const char *path) {
     return BK_OK;
 }
 
+bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *name) {
+    memset(f, 0, sizeof *f);
+    quiet();
+    snprintf(f->path, sizeof f->path, "%s", name);
+    if (size == 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (0 bytes)", name);
+    /* HDF5 copies the image (flags 0) and opens the copy read-only */
+    hid_t id = H5LTopen_file_image((void *)data, size, 0);
+    if (id < 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file, or damaged or truncated", name);
+    f->file = id;
+    return BK_OK;
+}
+
 bk_status bk_h5_create(bk_h5 *f, const char *path) {
     memset(f, 0, sizeof *f);
     quiet();
@@ -78,35 +90,73 @@ bool bk_h5_exists(const bk_h5 *f, const char *name) {
     }
 }
 
-bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *dims, float **data) {
-    *data = NULL;
+/* Opens float dataset `name` and checks what bokehlab reads before anything is allocated: an
+ * IEEE float of 32 or 64 bits (libhdf5 1.10 trusts the size a damaged file gives a type: a
+ * 65531-byte "float" made it read past its chunk buffer), chunks that fit the shape, at most
+ * BK_H5_MAX_DIMS dims and BK_H5_MAX_VALUES values. On success *d is open and the rank, dims
+ * and count are set. */
+static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim, int64_t *dims, size_t *n) {
     if (!bk_h5_exists(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no dataset %s", f->path, name);
-    hid_t d = H5Dopen2((hid_t)f->file, name, H5P_DEFAULT);
-    if (d < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a dataset", f->path, name);
+    *d = H5Dopen2((hid_t)f->file, name, H5P_DEFAULT);
+    if (*d < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a dataset", f->path, name);
     bk_status st = BK_OK;
-    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+    hid_t type = H5Dget_type(*d), space = H5Dget_space(*d);
     int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    const hid_t ieee[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
+    bool is_ieee = false;
+    for (int i = 0; i < 4 && type >= 0; i++) is_ieee |= H5Tequal(type, ieee[i]) > 0;
     if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
         st = bk_fail(BK_ERR_FORMAT, "%s: %s is not a float dataset", f->path, name);
+    } else if (!is_ieee) {
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s is not a 32- or 64-bit IEEE float dataset (a float of %zu bytes; a "
+                     "damaged file?)", f->path, name, H5Tget_size(type));
     } else if (nd < 0 || nd > BK_H5_MAX_DIMS) {
         st = bk_fail(BK_ERR_FORMAT, "%s: %s has an unsupported rank", f->path, name);
     } else {
-        hsize_t hd[BK_H5_MAX_DIMS];
-        H5Sget_simple_extent_dims(space, hd, NULL);
-        size_t n = 1;
+        hsize_t hd[BK_H5_MAX_DIMS], maxd[BK_H5_MAX_DIMS], chunk[BK_H5_MAX_DIMS];
+        H5Sget_simple_extent_dims(space, hd, maxd);
+        /* chunks no larger than a fixed extent, as HDF5 itself creates them: libhdf5 1.10 reads
+         * a chunk that a damaged file declares larger at that size, past its buffer */
+        hid_t dcpl = H5Dget_create_plist(*d);
+        bool bad_chunks = dcpl < 0;
+        if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+            bad_chunks = H5Pget_chunk(dcpl, BK_H5_MAX_DIMS, chunk) != nd;
+            for (int i = 0; i < nd && !bad_chunks; i++)
+                bad_chunks = chunk[i] == 0 || (maxd[i] != H5S_UNLIMITED && (chunk[i] > maxd[i] || hd[i] > maxd[i]));
+        }
+        if (dcpl >= 0) H5Pclose(dcpl);
+        uint64_t count = 1;
+        bool too_many = false;
         for (int i = 0; i < nd; i++) {
             dims[i] = (int64_t)hd[i];
-            n *= hd[i];
+            too_many |= hd[i] > BK_H5_MAX_VALUES || (hd[i] && count > BK_H5_MAX_VALUES / hd[i]);
+            if (!too_many) count *= hd[i];
         }
-        *ndim = nd;
-        *data = malloc((n ? n : 1) * sizeof **data);
-        if (!*data) st = bk_fail(BK_ERR_FORMAT, "%s: %s: out of memory", f->path, name);
-        else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
-            st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file",
+        if (bad_chunks)
+            st = bk_fail(BK_ERR_FORMAT, "%s: %s has a chunk layout that does not fit its shape (a damaged file?)",
                          f->path, name);
+        else if (too_many)
+            st = bk_fail(BK_ERR_FORMAT, "%s: %s has more than %llu values (a damaged file?)", f->path, name,
+                         (unsigned long long)BK_H5_MAX_VALUES);
+        *ndim = nd;
+        *n = (size_t)count;
     }
     if (type >= 0) H5Tclose(type);
     if (space >= 0) H5Sclose(space);
+    if (st != BK_OK) H5Dclose(*d);
+    return st;
+}
+
+bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *dims, float **data) {
+    *data = NULL;
+    hid_t d;
+    size_t n;
+    bk_status st = open_f32(f, name, &d, ndim, dims, &n);
+    if (st != BK_OK) return st;
+    *data = malloc((n ? n : 1) * sizeof **data);
+    if (!*data) st = bk_fail(BK_ERR_FORMAT, "%s: %s: out of memory for %zu values", f->path, name, n);
+    else if (n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file", f->path, name);
     H5Dclose(d);
     if (st != BK_OK) {
         free(*data);
@@ -127,25 +177,22 @@ bk_status bk_h5_read_f32_into(const bk_h5 *f, const char *name, int ndim, const 
                               float *data) {
     int got_nd;
     int64_t got[BK_H5_MAX_DIMS];
-    float *v;
-    bk_status st = bk_h5_read_f32(f, name, &got_nd, got, &v);
+    hid_t d;
+    size_t n;
+    bk_status st = open_f32(f, name, &d, &got_nd, got, &n);
     if (st != BK_OK) return st;
     bool same = got_nd == ndim;
-    size_t n = 1;
-    for (int i = 0; same && i < ndim; i++) {
-        same = got[i] == dims[i];
-        n *= (size_t)dims[i];
-    }
+    for (int i = 0; same && i < ndim; i++) same = got[i] == dims[i];
     if (!same) {
         char a[128], b[128];
         dims_str(got_nd, got, a, sizeof a);
         dims_str(ndim, dims, b, sizeof b);
-        free(v);
-        return bk_fail(BK_ERR_SHAPE, "%s: %s has shape %s, expected %s", f->path, name, a, b);
+        st = bk_fail(BK_ERR_SHAPE, "%s: %s has shape %s, expected %s", f->path, name, a, b);
+    } else if (n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file", f->path, name);
     }
-    memcpy(data, v, n * sizeof *data);
-    free(v);
-    return BK_OK;
+    H5Dclose(d);
+    return st;
 }
 
 bk_status bk_h5_write_f32(bk_h5 *f, const char *name, int ndim, const int64_t *dims,
@@ -247,30 +294,59 @@ bool bk_h5_has_attr(const bk_h5 *f, const char *name) {
     return H5Aexists_by_name((hid_t)f->file, "/", name, H5P_DEFAULT) > 0;
 }
 
-bk_status bk_h5_get_attr_str(const bk_h5 *f, const char *name, char *value, size_t len) {
+/* Opens root attribute `name` holding exactly one value (H5LT's readers write every element of
+ * an array attribute into the caller's one value: an 8-element "step" overran a stack
+ * variable). On success *a and *type are open. */
+static bk_status open_attr(const bk_h5 *f, const char *name, hid_t *a, hid_t *type) {
     if (!bk_h5_has_attr(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
-    hsize_t dims;
-    H5T_class_t cls;
-    size_t size;
-    if (H5LTget_attribute_info((hid_t)f->file, "/", name, &dims, &cls, &size) < 0 || cls != H5T_STRING)
-        return bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not a string", f->path, name);
-    char *buf = malloc(size + 1);
-    if (!buf) return bk_fail(BK_ERR_FORMAT, "out of memory");
-    if (H5LTget_attribute_string((hid_t)f->file, "/", name, buf) < 0) {
-        free(buf);
-        return bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+    *a = H5Aopen_by_name((hid_t)f->file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
+    if (*a < 0) return bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+    hid_t space = H5Aget_space(*a);
+    hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (space >= 0) H5Sclose(space);
+    *type = points == 1 ? H5Aget_type(*a) : -1;
+    if (*type < 0) {
+        H5Aclose(*a);
+        return bk_fail(BK_ERR_FORMAT, "%s: attribute %s holds %lld values, not one", f->path, name, (long long)points);
     }
-    buf[size] = '\0';
-    snprintf(value, len, "%s", buf);
-    free(buf);
     return BK_OK;
 }
 
+bk_status bk_h5_get_attr_str(const bk_h5 *f, const char *name, char *value, size_t len) {
+    hid_t a = -1, type = -1;
+    bk_status st = open_attr(f, name, &a, &type);
+    if (st != BK_OK) return st;
+    size_t size = H5Tget_size(type);
+    char *buf = NULL;
+    if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) != 0)
+        st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not a fixed-length string", f->path, name);
+    else if (size >= ((size_t)1 << 30) || !(buf = malloc(size + 1)))
+        st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is a string of %zu bytes (a damaged file?)", f->path, name, size);
+    else if (H5Aread(a, type, buf) < 0)
+        st = bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+    if (st == BK_OK) {
+        buf[size] = '\0';
+        if (strlen(buf) >= len)
+            st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is longer than %zu characters", f->path, name, len - 1);
+        else
+            memcpy(value, buf, strlen(buf) + 1);
+    }
+    free(buf);
+    H5Tclose(type);
+    H5Aclose(a);
+    return st;
+}
+
 bk_status bk_h5_get_attr_int(const bk_h5 *f, const char *name, int64_t *value) {
-    if (!bk_h5_has_attr(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
+    hid_t a = -1, type = -1;
+    bk_status st = open_attr(f, name, &a, &type);
+    if (st != BK_OK) return st;
     long long v;
-    if (H5LTget_attribute_long_long((hid_t)f->file, "/", name, &v) < 0)
-        return bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not an integer", f->path, name);
-    *value = v;
-    return BK_OK;
+    if (H5Tget_class(type) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
+        st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not an integer", f->path, name);
+    else
+        *value = v;
+    H5Tclose(type);
+    H5Aclose(a);
+    return st;
 }

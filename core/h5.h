@@ -12,11 +12,15 @@
 #define BK_H5_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
 
 enum { BK_H5_MAX_DIMS = 8 };
+/* The most values a dataset read here may hold (8 GiB of float32): a larger one is a damaged
+ * file, refused before anything is allocated. */
+#define BK_H5_MAX_VALUES ((uint64_t)1 << 31)
 
 typedef struct bk_h5 {
     int64_t file;      /* hid_t */
@@ -26,15 +30,20 @@ typedef struct bk_h5 {
 } bk_h5;
 
 bk_status bk_h5_open(bk_h5 *f, const char *path);
+/* Opens an HDF5 file held in memory (`size` bytes at `data`, copied), read-only; `name`
+ * stands for the file in messages. */
+bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *name);
 /* Starts writing `path` (through "<path>.tmp"). */
 bk_status bk_h5_create(bk_h5 *f, const char *path);
 /* Closes; a file being written is renamed into place if commit, removed otherwise. */
 bk_status bk_h5_close(bk_h5 *f, bool commit);
 
 bool bk_h5_exists(const bk_h5 *f, const char *name);
-/* Reads float dataset `name`: its rank and dims, and its values (malloc'd, C order). */
+/* Reads float dataset `name` (IEEE float32 or float64 in the file): its rank and dims, and its
+ * values (malloc'd, C order). */
 bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *dims, float **data);
-/* Reads into caller memory, which must hold exactly the given shape. */
+/* Reads into caller memory, which must hold exactly the given shape; a dataset of another
+ * shape is refused before anything is read. */
 bk_status bk_h5_read_f32_into(const bk_h5 *f, const char *name, int ndim, const int64_t *dims,
                               float *data);
 /* Writes float dataset `name` (intermediate groups created), chunked, with Fletcher32. */

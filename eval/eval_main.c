@@ -169,8 +169,10 @@ static bk_status resolve_data(const args *a, const char *ckpt_config, char *root
     bk_config c;
     bk_config_defaults(&c);
     bk_status st = BK_OK;
+    char origin[1100]; /* errors name the checkpoint and the line of its config */
+    snprintf(origin, sizeof origin, "%s (stored config)", a->checkpoint ? a->checkpoint : "the checkpoint");
     if (a->config) st = bk_config_load(&c, a->config);
-    else if (ckpt_config && ckpt_config[0]) st = bk_config_parse_text(&c, ckpt_config, "the checkpoint's config");
+    else if (ckpt_config && ckpt_config[0]) st = bk_config_parse_text(&c, ckpt_config, origin);
     if (st != BK_OK) return st;
     const char *r = a->root ? a->root : c.data_root[0] ? c.data_root : getenv("BOKEHLAB_EBB");
     if (!r || !r[0]) return bk_fail(BK_ERR_ARG, "no dataset: give --root, a config with data.root, or set BOKEHLAB_EBB");

@@ -74,11 +74,13 @@ bk_status bk_model_load(bk_ctx *ctx, const char *path, bk_model **out) {
     bk_status st = bk_h5_open(&f, path);
     if (st != BK_OK) return st;
     char model[64], variant[128];
-    if ((st = bk_ckpt_read_kind(&f, model, sizeof model, variant, sizeof variant)) == BK_OK &&
-        (st = bk_model_create(ctx, model, variant, 0, out)) == BK_OK &&
-        ((st = bk_model_read(*out, &f)) != BK_OK || (st = bk_ckpt_read_kernels(ctx, &f)) != BK_OK)) {
-        bk_model_free(ctx, *out);
-        *out = NULL;
+    if ((st = bk_ckpt_read_kind(&f, model, sizeof model, variant, sizeof variant)) == BK_OK) {
+        if ((st = bk_model_create(ctx, model, variant, 0, out)) != BK_OK) {
+            st = bk_fail(st, "%s: %s", path, bk_last_error()); /* an unknown model or switch */
+        } else if ((st = bk_model_read(*out, &f)) != BK_OK || (st = bk_ckpt_read_kernels(ctx, &f)) != BK_OK) {
+            bk_model_free(ctx, *out);
+            *out = NULL;
+        }
     }
     bk_h5_close(&f, false);
     return st;

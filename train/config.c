@@ -97,10 +97,13 @@ static int distance(const char *a, const char *b) {
 
 static void suggest(const char *section, const char *key, char *out, size_t len) {
     int best = 3, which = -1;
+    char want[128];
+    snprintf(want, sizeof want, "%s.%s", section, key);
+    const int wl = (int)strlen(want);
     for (int i = 0; i < BK_CONFIG_NKEYS; i++) {
-        char full[128], want[128];
+        char full[128];
         snprintf(full, sizeof full, "%s.%s", keys[i].section, keys[i].key);
-        snprintf(want, sizeof want, "%s.%s", section, key);
+        if (abs((int)strlen(full) - wl) >= best) continue; /* the distance is at least that */
         int d = distance(full, want);
         if (d < best) best = d, which = i;
     }
@@ -123,11 +126,16 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
         return bk_fail(BK_ERR_ARG, "%s: unknown key \"%s\" in [%s]%s; train --help-config lists every key", where,
                        name, section, hint);
     }
-    /* the value without surrounding spaces and a trailing " # comment" */
+    /* the value without surrounding spaces and a trailing comment: ';' or '#' at its start or
+     * after a space, in a file as on the command line, so that every value stored prints as a
+     * line that reads back as the same value */
     char v[1024];
+    if (strlen(raw) >= sizeof v)
+        return bk_fail(BK_ERR_ARG, "%s: the value of %s.%s is longer than %zu characters", where, section, name,
+                       sizeof v - 1);
     snprintf(v, sizeof v, "%s", raw);
-    for (char *h = v; (h = strchr(h, '#')); h++)
-        if (h == v || isspace((unsigned char)h[-1])) {
+    for (char *h = v; *h; h++)
+        if ((*h == '#' || *h == ';') && (h == v || isspace((unsigned char)h[-1]))) {
             *h = '\0';
             break;
         }
@@ -135,6 +143,11 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
     while (n && isspace((unsigned char)v[n - 1])) v[--n] = '\0';
     char *s = v;
     while (isspace((unsigned char)*s)) s++;
+    /* a line break (possible in a --set argument) would split the printed value in two */
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 && *q != '\t')
+            return bk_fail(BK_ERR_ARG, "%s: the value of %s.%s holds a control character (byte 0x%02x at %d); "
+                           "a value is one line of text", where, section, name, (unsigned char)*q, (int)(q - s) + 1);
     const key_desc *k = &keys[i];
     char *p = (char *)c + k->offset;
     char *end;
@@ -201,8 +214,9 @@ static bk_status assign(bk_config *c, const char *section, const char *name, con
  * libinih is built with a fixed 200-character line (a longer data.root was cut in two and the
  * rest reported as a malformed line). "[section]", "key = value"
  * or "key: value", whole-line comments starting with ';' or '#', an inline comment after
- * whitespace and ';' (a trailing " # comment" is removed by assign()), a UTF-8 byte-order mark,
- * lines of any length. Anything else is a malformed line, and the first error stops parsing. */
+ * whitespace and ';' (assign() also ends a value at ';' or '#' after whitespace), a UTF-8
+ * byte-order mark, lines of any length (values of up to 1023 characters). A NUL byte, or
+ * anything else, is a malformed line, and the first error stops parsing. */
 typedef struct parse_state {
     const char *origin;
     int line;              /* of the line being parsed */
@@ -212,6 +226,7 @@ typedef struct parse_state {
     const char *text;
     char *buf;             /* the current line (owned, grown by getline) */
     size_t cap;
+    bool nul;              /* the current line holds a NUL byte (a file only) */
 } parse_state;
 
 /* The next line without its newline in s->buf; false at the end. */
@@ -219,6 +234,7 @@ static bool next_line(parse_state *s) {
     if (s->f) {
         ssize_t n = getline(&s->buf, &s->cap, s->f);
         if (n < 0) return false;
+        s->nul = memchr(s->buf, '\0', (size_t)n) != NULL; /* C strings would end there, silently */
         while (n && (s->buf[n - 1] == '\n' || s->buf[n - 1] == '\r')) s->buf[--n] = '\0';
     } else {
         if (!s->text || !*s->text) return false;
@@ -253,6 +269,8 @@ static bk_status parse(parse_state *s) {
         if (s->line == 1 && !strncmp(p, "\xEF\xBB\xBF", 3)) p += 3;
         p = trim(p);
         snprintf(where, sizeof where, "%s:%d", s->origin, s->line);
+        if (s->nul)
+            return bk_fail(BK_ERR_ARG, "%s: a NUL byte; this is a binary file, not an INI configuration", where);
         if (!*p || *p == ';' || *p == '#') continue;
         if (*p == '[') {
             char *close = strchr(p, ']');
@@ -308,11 +326,19 @@ static bk_status config_value(void *user, const char *section, const char *name,
     return st;
 }
 
-bk_status bk_config_load(bk_config *c, const char *path) {
+bk_status bk_config_read(bk_config *c, FILE *f, const char *origin) {
     config_state cs = {.c = c};
-    bk_status st = bk_ini_parse(path, config_value, &cs);
-    if (st != BK_OK && strstr(bk_last_error(), ": cannot open:"))
-        return bk_fail(st, "%s: cannot open the configuration: %s", path, strerror(errno));
+    parse_state s = {.origin = origin, .f = f, .handler = config_value, .user = &cs};
+    bk_status st = parse(&s);
+    free(s.buf);
+    return st;
+}
+
+bk_status bk_config_load(bk_config *c, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return bk_fail(BK_ERR_IO, "%s: cannot open the configuration: %s", path, strerror(errno));
+    bk_status st = bk_config_read(c, f, path);
+    fclose(f);
     return st;
 }
 
@@ -326,6 +352,8 @@ bk_status bk_config_parse_text(bk_config *c, const char *text, const char *origi
 
 bk_status bk_config_set(bk_config *c, const char *assignment) {
     char buf[1024], where[1100];
+    if (strlen(assignment) >= sizeof buf)
+        return bk_fail(BK_ERR_ARG, "--set %.60s...: longer than %zu characters", assignment, sizeof buf - 1);
     snprintf(buf, sizeof buf, "%s", assignment);
     snprintf(where, sizeof where, "--set %s", assignment);
     char *eq = strchr(buf, '='), *dot = strchr(buf, '.');

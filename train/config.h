@@ -93,6 +93,9 @@ typedef struct bk_config {
 void bk_config_defaults(bk_config *c);
 /* Reads an INI file over the current values; the first error names path:line and the key. */
 bk_status bk_config_load(bk_config *c, const char *path);
+/* The same for an open stream (a file, or text through fmemopen); `origin` names it in
+ * messages. */
+bk_status bk_config_read(bk_config *c, FILE *f, const char *origin);
 /* Applies "section.key=value". */
 bk_status bk_config_set(bk_config *c, const char *assignment);
 /* The resolved configuration as INI text (every key, with its source as a comment). */

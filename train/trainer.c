@@ -612,7 +612,9 @@ static bk_status load_config(trainer *t, const bk_train_options *o) {
         BK_CHECK(text, "out of memory");
         st = bk_h5_get_attr_str(&f, "config", text, 1 << 20);
         bk_h5_close(&f, false);
-        if (st == BK_OK) st = bk_config_parse_text(&t->cfg, text, "the checkpoint's config");
+        char origin[1100]; /* errors name the checkpoint and the line of its config */
+        snprintf(origin, sizeof origin, "%s (stored config)", o->resume);
+        if (st == BK_OK) st = bk_config_parse_text(&t->cfg, text, origin);
         free(text);
         if (st != BK_OK) return st;
     }
