@@ -2,8 +2,10 @@
 #include "core/h5.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <hdf5_hl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,67 +13,245 @@
 
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* ---------------------------------------------------------------- why HDF5 failed */
+
+typedef struct h5_why {
+    char os[160];    /* the operating system's error of a failed read or write, if any */
+    char inner[240]; /* HDF5's most specific message */
+} h5_why;
+
+static herr_t why_visit(unsigned n, const H5E_error2_t *e, void *data) {
+    h5_why *w = data;
+    if (!e->desc) return 0;
+    if (n == 0) snprintf(w->inner, sizeof w->inner, "%s", e->desc);
+    /* the sec2 driver reports "... errno = 28, error message = 'No space left on device', ..." */
+    const char *m = strstr(e->desc, "error message = '");
+    if (m && !w->os[0]) {
+        m += strlen("error message = '");
+        const char *end = strchr(m, '\'');
+        snprintf(w->os, sizeof w->os, "%.*s", end ? (int)(end - m) : (int)strlen(m), m);
+    }
+    return 0;
+}
+
+/* The cause of the HDF5 call that just failed: the operating system's error when a read or a
+ * write failed ("No space left on device"), else HDF5's most specific message ("incorrect
+ * metadata checksum after all read attempts", "truncated file: eof = ..."). HDF5 clears its
+ * error stack at the start of every API call, so this must come right after the failing one. */
+static const char *h5_cause(char *buf, size_t len) {
+    h5_why w = {{0}, {0}};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, why_visit, &w);
+    H5Eclear2(H5E_DEFAULT);
+    snprintf(buf, len, "%s", w.os[0] ? w.os : w.inner[0] ? w.inner : "HDF5 gave no reason");
+    return buf;
+}
+
 bk_status bk_h5_open(bk_h5 *f, const char *path) {
     memset(f, 0, sizeof *f);
+    f->out = -1;
     quiet();
     snprintf(f->path, sizeof f->path, "%s", path);
     if (access(path, R_OK) != 0)
         return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char why[256];
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", path);
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (id < 0) return bk_fail(BK_ERR_FORMAT, "%s: HDF5 cannot open it (damaged or truncated)", path);
+    if (id < 0) {
+        h5_cause(why, sizeof why);
+        unsigned long long eof, want;
+        if (sscanf(why, "truncated file: eof = %llu, sblock->base_addr = %*u, stored_eof = %llu", &eof, &want) == 2)
+            return bk_fail(BK_ERR_FORMAT, "%s: the file is truncated: %llu of its %llu bytes (an interrupted copy?)",
+                           path, eof, want);
+        return bk_fail(BK_ERR_FORMAT, "%s: HDF5 cannot open it, the file is damaged or truncated (%s)", path, why);
+    }
     f->file = id;
     return BK_OK;
 }
 
 bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *name) {
     memset(f, 0, sizeof *f);
+    f->out = -1;
     quiet();
     snprintf(f->path, sizeof f->path, "%s", name);
     if (size == 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (0 bytes)", name);
     /* HDF5 copies the image (flags 0) and opens the copy read-only */
     hid_t id = H5LTopen_file_image((void *)data, size, 0);
-    if (id < 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file, or damaged or truncated", name);
+    if (id < 0) {
+        char why[256];
+        return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file, or damaged or truncated (%s)", name,
+                       h5_cause(why, sizeof why));
+    }
     f->file = id;
     return BK_OK;
 }
 
+/* ---------------------------------------------------------------- writing */
+
+/* The memory of a file being written: HDF5's core (in-memory) driver allocates, grows and frees
+ * it through these callbacks (which act as malloc, realloc and free), except that at the
+ * file's close the buffer is kept for bk_h5_close to write out. So HDF5 never meets a write
+ * error: HDF5 1.10 cannot close a file whose flush failed (H5Fclose fails and leaves a
+ * half-closed file, on which the library crashes when the program exits). */
+typedef struct h5_image {
+    unsigned char *p; /* the file's buffer */
+    size_t size, cap;
+    bool handed_over; /* HDF5 closed the file: p and size are ours */
+} h5_image;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    h5_image *m = udata;
+    if (m->p && !m->handed_over) return malloc(size ? size : 1); /* another buffer */
+    free(m->p);
+    m->cap = size > ((size_t)1 << 20) ? size : (size_t)1 << 20;
+    m->size = size;
+    m->handed_over = false;
+    m->p = malloc(m->cap);
+    return m->p;
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata) {
+    h5_image *m = udata;
+    if (!ptr) return image_malloc(size, op, udata);
+    if (ptr != m->p) return realloc(ptr, size);
+    if (size > m->cap) { /* geometric growth: the core driver grows the file 1 MB at a time */
+        size_t cap = m->cap;
+        while (cap < size) cap += cap / 2;
+        unsigned char *grown = realloc(m->p, cap);
+        if (!grown) return NULL;
+        m->p = grown, m->cap = cap;
+    }
+    m->size = size;
+    return m->p;
+}
+
+static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op, (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata) {
+    h5_image *m = udata;
+    if (ptr && ptr == m->p && op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) {
+        m->handed_over = true; /* kept for bk_h5_close */
+        return 0;
+    }
+    if (ptr && ptr == m->p) m->p = NULL, m->size = m->cap = 0;
+    free(ptr);
+    return 0;
+}
+
+static void *udata_copy(void *udata) { return udata; }
+static herr_t udata_free(void *udata) {
+    (void)udata;
+    return 0;
+}
+
 bk_status bk_h5_create(bk_h5 *f, const char *path) {
     memset(f, 0, sizeof *f);
+    f->out = -1;
     quiet();
     snprintf(f->path, sizeof f->path, "%s", path);
     snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
-    hid_t id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (id < 0) return bk_fail(BK_ERR_IO, "%s: cannot create %s (directory missing or not writable?)", path, f->tmp);
+    f->out = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->out < 0) return bk_fail(BK_ERR_IO, "%s: cannot create %s: %s", path, f->tmp, strerror(errno));
+    h5_image *m = calloc(1, sizeof *m);
+    BK_CHECK(m, "out of memory");
+    /* The newest file format: every piece of metadata (superblock, object headers with the
+     * attributes, group and chunk indexes) carries a checksum, as the data does (Fletcher32), so
+     * damage anywhere is detected when the file is read (HDF5 1.10 or later reads it). */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free, udata_copy, udata_free, m};
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    H5Pset_fapl_core(fapl, (size_t)1 << 20, 0);
+    H5Pset_file_image_callbacks(fapl, &cb);
+    /* named after the temporary file, which exists and is empty: the core driver reads no
+     * previous content from disk, and writes nothing there (no backing store) */
+    hid_t id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    char why[256];
+    if (id < 0) h5_cause(why, sizeof why);
+    H5Pclose(fapl);
+    if (id < 0) {
+        free(m->p);
+        free(m);
+        close(f->out);
+        unlink(f->tmp);
+        return bk_fail(BK_ERR_IO, "%s: HDF5 cannot start the file: %s", path, why);
+    }
     f->file = id;
+    f->image = m;
     f->writing = true;
     return BK_OK;
+}
+
+/* The file's length as its superblock states it (HDF5's newest format: superblock version 2
+ * or 3, 8-byte addresses; the end-of-file address after 12 bytes of signature, version and
+ * sizes and two addresses). The core driver's buffer is longer: it grows by whole increments. */
+static size_t image_length(const h5_image *m) {
+    const unsigned char *p = m->p;
+    if (m->size < 48 || memcmp(p, "\211HDF\r\n\032\n", 8) != 0 || (p[8] != 2 && p[8] != 3) || p[9] != 8)
+        return m->size;
+    uint64_t base = 0, eof = 0;
+    for (int i = 7; i >= 0; i--) {
+        base = base << 8 | p[12 + i];
+        eof = eof << 8 | p[28 + i];
+    }
+    return eof > 0 && base + eof <= m->size ? (size_t)(base + eof) : m->size;
+}
+
+/* Writes n bytes to fd, 4 MB per call; false with errno on failure. */
+static bool write_all(int fd, const unsigned char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n < ((size_t)4 << 20) ? n : (size_t)4 << 20);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return false;
+        }
+        p += w, n -= (size_t)w;
+    }
+    return true;
 }
 
 bk_status bk_h5_close(bk_h5 *f, bool commit) {
     if (f->file <= 0) return BK_OK;
     bk_status st = BK_OK;
-    if (f->writing && commit && H5Fflush((hid_t)f->file, H5F_SCOPE_GLOBAL) < 0)
-        st = bk_fail(BK_ERR_IO, "%s: writing failed (disk full?)", f->path);
-    if (H5Fclose((hid_t)f->file) < 0 && st == BK_OK)
-        st = bk_fail(BK_ERR_IO, "%s: closing failed (disk full?)", f->path);
+    char why[256];
+    commit = commit && f->writing;
+    if (H5Fclose((hid_t)f->file) < 0 && commit)
+        st = bk_fail(BK_ERR_IO, "%s: HDF5 cannot finish the file: %s", f->path, h5_cause(why, sizeof why));
     f->file = 0;
-    if (f->writing) {
-        if (commit && st == BK_OK) {
-            FILE *sync = fopen(f->tmp, "rb+");
-            if (sync) {
-                if (fflush(sync) != 0 || fsync(fileno(sync)) != 0)
-                    st = bk_fail(BK_ERR_IO, "%s: cannot flush to disk: %s", f->path, strerror(errno));
-                fclose(sync);
-            }
-            if (st == BK_OK && rename(f->tmp, f->path) != 0)
-                st = bk_fail(BK_ERR_IO, "%s: cannot move the written file into place: %s", f->path,
-                             strerror(errno));
-        }
-        if (!commit || st != BK_OK) unlink(f->tmp);
+    if (!f->writing) return st;
+    h5_image *m = f->image;
+    if (commit && st == BK_OK && !m->handed_over)
+        st = bk_fail(BK_ERR_IO, "%s: HDF5 did not hand the file over", f->path);
+    if (commit && st == BK_OK && !write_all(f->out, m->p, image_length(m)))
+        st = bk_fail(BK_ERR_IO, "%s: writing %s failed: %s", f->path, f->tmp, strerror(errno));
+    if (m->handed_over) free(m->p); /* else it is HDF5's, freed through image_free */
+    free(m);
+    f->image = NULL;
+    if (commit && st == BK_OK && fsync(f->out) != 0)
+        st = bk_fail(BK_ERR_IO, "%s: cannot flush %s to disk: %s", f->path, f->tmp, strerror(errno));
+    if (close(f->out) != 0 && commit && st == BK_OK)
+        st = bk_fail(BK_ERR_IO, "%s: writing %s failed: %s", f->path, f->tmp, strerror(errno));
+    f->out = -1;
+    if (commit && st == BK_OK && rename(f->tmp, f->path) != 0)
+        st = bk_fail(BK_ERR_IO, "%s: cannot move the written file into place: %s", f->path, strerror(errno));
+    if (!commit || st != BK_OK) {
+        unlink(f->tmp);
+        return st;
     }
-    return st;
+    /* the rename itself reaches the disk with the directory; the new file is already in place
+     * (and complete), so a failure here is not reported */
+    char dir[sizeof f->path];
+    snprintf(dir, sizeof dir, "%s", f->path);
+    int d = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+        fsync(d);
+        close(d);
+    }
+    return BK_OK;
 }
 
 bool bk_h5_exists(const bk_h5 *f, const char *name) {
@@ -83,11 +263,21 @@ bool bk_h5_exists(const bk_h5 *f, const char *name) {
         char c = *p;
         if (c == '/' || c == '\0') {
             *p = '\0';
-            if (H5Lexists((hid_t)f->file, buf, H5P_DEFAULT) <= 0) return false;
+            htri_t e = H5Lexists((hid_t)f->file, buf, H5P_DEFAULT);
+            if (e == 0) return false;
+            if (e < 0) return true; /* damaged: the caller's open reports it */
             if (c == '\0') return true;
             *p = c;
         }
     }
+}
+
+/* Whether a dataset's type is an IEEE float of 32 or 64 bits, of either byte order. */
+static bool ieee_float(hid_t type) {
+    const hid_t ieee[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
+    for (int i = 0; i < 4; i++)
+        if (H5Tequal(type, ieee[i]) > 0) return true;
+    return false;
 }
 
 /* Opens float dataset `name` and checks what bokehlab reads before anything is allocated: an
@@ -97,17 +287,25 @@ bool bk_h5_exists(const bk_h5 *f, const char *name) {
  * and count are set. */
 static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim, int64_t *dims, size_t *n) {
     if (!bk_h5_exists(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no dataset %s", f->path, name);
+    char why[256];
+    H5O_info_t info;
+    if (H5Oget_info_by_name2((hid_t)f->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+        return bk_fail(BK_ERR_FORMAT, "%s: %s cannot be opened, the file is damaged (%s)", f->path, name,
+                       h5_cause(why, sizeof why));
+    if (info.type != H5O_TYPE_DATASET) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a dataset", f->path, name);
     *d = H5Dopen2((hid_t)f->file, name, H5P_DEFAULT);
-    if (*d < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a dataset", f->path, name);
+    if (*d < 0)
+        return bk_fail(BK_ERR_FORMAT, "%s: %s cannot be opened, the file is damaged (%s)", f->path, name,
+                       h5_cause(why, sizeof why));
     bk_status st = BK_OK;
     hid_t type = H5Dget_type(*d), space = H5Dget_space(*d);
     int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
-    const hid_t ieee[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
-    bool is_ieee = false;
-    for (int i = 0; i < 4 && type >= 0; i++) is_ieee |= H5Tequal(type, ieee[i]) > 0;
-    if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
+    if (type < 0 || space < 0) {
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be opened, the file is damaged (%s)", f->path, name,
+                     h5_cause(why, sizeof why));
+    } else if (H5Tget_class(type) != H5T_FLOAT) {
         st = bk_fail(BK_ERR_FORMAT, "%s: %s is not a float dataset", f->path, name);
-    } else if (!is_ieee) {
+    } else if (!ieee_float(type)) {
         st = bk_fail(BK_ERR_FORMAT, "%s: %s is not a 32- or 64-bit IEEE float dataset (a float of %zu bytes; a "
                      "damaged file?)", f->path, name, H5Tget_size(type));
     } else if (nd < 0 || nd > BK_H5_MAX_DIMS) {
@@ -151,12 +349,14 @@ bk_status bk_h5_read_f32(const bk_h5 *f, const char *name, int *ndim, int64_t *d
     *data = NULL;
     hid_t d;
     size_t n;
+    char why[256];
     bk_status st = open_f32(f, name, &d, ndim, dims, &n);
     if (st != BK_OK) return st;
     *data = malloc((n ? n : 1) * sizeof **data);
     if (!*data) st = bk_fail(BK_ERR_FORMAT, "%s: %s: out of memory for %zu values", f->path, name, n);
     else if (n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
-        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file", f->path, name);
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file (%s)", f->path, name,
+                     h5_cause(why, sizeof why));
     H5Dclose(d);
     if (st != BK_OK) {
         free(*data);
@@ -189,7 +389,9 @@ bk_status bk_h5_read_f32_into(const bk_h5 *f, const char *name, int ndim, const 
         dims_str(ndim, dims, b, sizeof b);
         st = bk_fail(BK_ERR_SHAPE, "%s: %s has shape %s, expected %s", f->path, name, a, b);
     } else if (n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file", f->path, name);
+        char why[256];
+        st = bk_fail(BK_ERR_FORMAT, "%s: %s cannot be read: checksum mismatch or damaged file (%s)", f->path, name,
+                     h5_cause(why, sizeof why));
     }
     H5Dclose(d);
     return st;
@@ -225,10 +427,13 @@ bk_status bk_h5_write_f32(bk_h5 *f, const char *name, int ndim, const int64_t *d
     }
     hid_t d = H5Dcreate2((hid_t)f->file, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
     bk_status st = BK_OK;
-    if (d < 0) st = bk_fail(BK_ERR_IO, "%s: cannot create dataset %s", f->path, name);
+    char why[256];
+    if (d < 0) st = bk_fail(BK_ERR_IO, "%s: cannot create dataset %s: %s", f->path, name, h5_cause(why, sizeof why));
     else if (!empty && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        st = bk_fail(BK_ERR_IO, "%s: writing %s failed (disk full?)", f->path, name);
-    if (d >= 0) H5Dclose(d);
+        st = bk_fail(BK_ERR_IO, "%s: writing %s failed: %s", f->path, name, h5_cause(why, sizeof why));
+    /* closing writes the dataset's last chunks: a failure there loses data too */
+    if (d >= 0 && H5Dclose(d) < 0 && st == BK_OK)
+        st = bk_fail(BK_ERR_IO, "%s: writing %s failed: %s", f->path, name, h5_cause(why, sizeof why));
     H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
@@ -239,6 +444,8 @@ typedef struct list_state {
     char **names;
     int count, cap;
 } list_state;
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static herr_t collect(hid_t group, const char *name, const H5L_info_t *info, void *arg) {
     (void)group;
@@ -260,54 +467,91 @@ bk_status bk_h5_list(const bk_h5 *f, const char *group, char ***names, int *coun
     *names = NULL;
     *count = 0;
     if (!bk_h5_exists(f, group)) return BK_OK;
+    char why[256];
     hid_t g = H5Gopen2((hid_t)f->file, group, H5P_DEFAULT);
-    if (g < 0) return bk_fail(BK_ERR_FORMAT, "%s: %s is not a group", f->path, group);
+    if (g < 0)
+        return bk_fail(BK_ERR_FORMAT, "%s: group %s cannot be opened, the file is damaged (%s)", f->path, group,
+                       h5_cause(why, sizeof why));
     list_state s = {0};
     hsize_t idx = 0;
-    herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &s);
+    /* In the order of the index (not H5_ITER_INC, sorted below): for a large group HDF5 1.10
+     * would first build a sorted table of all links, and when a damaged file makes that fail
+     * half-way it frees entries it never filled, and crashes. */
+    herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, collect, &s);
+    if (r < 0) h5_cause(why, sizeof why);
     H5Gclose(g);
     if (r < 0) {
         for (int i = 0; i < s.count; i++) free(s.names[i]);
         free(s.names);
-        return bk_fail(BK_ERR_FORMAT, "%s: cannot list %s", f->path, group);
+        return bk_fail(BK_ERR_FORMAT, "%s: group %s cannot be listed, the file is damaged (%s)", f->path, group, why);
     }
+    if (s.count > 1) qsort(s.names, (size_t)s.count, sizeof *s.names, by_name);
     *names = s.names;
     *count = s.count;
     return BK_OK;
 }
 
 bk_status bk_h5_set_attr_str(bk_h5 *f, const char *name, const char *value) {
+    char why[256];
     if (H5LTset_attribute_string((hid_t)f->file, "/", name, value) < 0)
-        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s", f->path, name);
+        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s: %s", f->path, name, h5_cause(why, sizeof why));
     return BK_OK;
 }
 
 bk_status bk_h5_set_attr_int(bk_h5 *f, const char *name, int64_t value) {
     long long v = value;
+    char why[256];
     if (H5LTset_attribute_long_long((hid_t)f->file, "/", name, &v, 1) < 0)
-        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s", f->path, name);
+        return bk_fail(BK_ERR_IO, "%s: cannot write attribute %s: %s", f->path, name, h5_cause(why, sizeof why));
     return BK_OK;
 }
 
-bool bk_h5_has_attr(const bk_h5 *f, const char *name) {
+/* 1 if the root has attribute `name`, 0 if not, -1 (with the message set) if the file is too
+ * damaged to tell. */
+static int attr_state(const bk_h5 *f, const char *name) {
     quiet();
-    return H5Aexists_by_name((hid_t)f->file, "/", name, H5P_DEFAULT) > 0;
+    htri_t e = H5Aexists_by_name((hid_t)f->file, "/", name, H5P_DEFAULT);
+    if (e >= 0) return e > 0;
+    char why[256];
+    bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name,
+            h5_cause(why, sizeof why));
+    return -1;
+}
+
+bool bk_h5_has_attr(const bk_h5 *f, const char *name) {
+    return attr_state(f, name) != 0; /* damaged: the caller's read reports it */
 }
 
 /* Opens root attribute `name` holding exactly one value (H5LT's readers write every element of
  * an array attribute into the caller's one value: an 8-element "step" overran a stack
- * variable). On success *a and *type are open. */
+ * variable). On success *a and *type are open. BK_ERR_FORMAT if it is absent or not one value,
+ * BK_ERR_IO (with HDF5's cause) if the file is too damaged to read it. */
 static bk_status open_attr(const bk_h5 *f, const char *name, hid_t *a, hid_t *type) {
-    if (!bk_h5_has_attr(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
+    int e = attr_state(f, name);
+    if (e < 0) return BK_ERR_IO;
+    if (e == 0) return bk_fail(BK_ERR_FORMAT, "%s: no attribute %s", f->path, name);
+    char why[256];
     *a = H5Aopen_by_name((hid_t)f->file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
-    if (*a < 0) return bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+    if (*a < 0)
+        return bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name,
+                       h5_cause(why, sizeof why));
     hid_t space = H5Aget_space(*a);
-    hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (space >= 0) H5Sclose(space);
-    *type = points == 1 ? H5Aget_type(*a) : -1;
-    if (*type < 0) {
+    if (space < 0) {
+        h5_cause(why, sizeof why);
+        H5Aclose(*a);
+        return bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name, why);
+    }
+    hssize_t points = H5Sget_simple_extent_npoints(space);
+    H5Sclose(space);
+    if (points != 1) {
         H5Aclose(*a);
         return bk_fail(BK_ERR_FORMAT, "%s: attribute %s holds %lld values, not one", f->path, name, (long long)points);
+    }
+    *type = H5Aget_type(*a);
+    if (*type < 0) {
+        h5_cause(why, sizeof why);
+        H5Aclose(*a);
+        return bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name, why);
     }
     return BK_OK;
 }
@@ -317,13 +561,14 @@ bk_status bk_h5_get_attr_str(const bk_h5 *f, const char *name, char *value, size
     bk_status st = open_attr(f, name, &a, &type);
     if (st != BK_OK) return st;
     size_t size = H5Tget_size(type);
-    char *buf = NULL;
+    char *buf = NULL, why[256];
     if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) != 0)
         st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not a fixed-length string", f->path, name);
     else if (size >= ((size_t)1 << 30) || !(buf = malloc(size + 1)))
         st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is a string of %zu bytes (a damaged file?)", f->path, name, size);
     else if (H5Aread(a, type, buf) < 0)
-        st = bk_fail(BK_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+        st = bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name,
+                     h5_cause(why, sizeof why));
     if (st == BK_OK) {
         buf[size] = '\0';
         if (strlen(buf) >= len)
@@ -342,8 +587,12 @@ bk_status bk_h5_get_attr_int(const bk_h5 *f, const char *name, int64_t *value) {
     bk_status st = open_attr(f, name, &a, &type);
     if (st != BK_OK) return st;
     long long v;
-    if (H5Tget_class(type) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
+    char why[256];
+    if (H5Tget_class(type) != H5T_INTEGER)
         st = bk_fail(BK_ERR_FORMAT, "%s: attribute %s is not an integer", f->path, name);
+    else if (H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
+        st = bk_fail(BK_ERR_IO, "%s: attribute %s cannot be read, the file is damaged (%s)", f->path, name,
+                     h5_cause(why, sizeof why));
     else
         *value = v;
     H5Tclose(type);

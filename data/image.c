@@ -120,6 +120,7 @@ static bk_status finish_tmp(FILE *f, const char *tmp, const char *path, bool ok)
 typedef struct png_job {
     const char *path;
     char msg[256];
+    int err; /* errno when libpng stopped: the operating system's reason of a failed write */
     png_structp png;
     png_infop info;
     uint8_t *pixels;
@@ -128,6 +129,7 @@ typedef struct png_job {
 
 static void png_on_error(png_structp png, png_const_charp msg) {
     png_job *job = png_get_error_ptr(png);
+    job->err = errno;
     snprintf(job->msg, sizeof job->msg, "%s", msg);
     png_longjmp(png, 1);
 }
@@ -244,7 +246,8 @@ bk_status bk_image_write_png(const char *path, const bk_image *img) {
         goto done;
     }
     if (setjmp(png_jmpbuf(job->png))) {
-        bk_fail(BK_ERR_IO, "%s: writing the PNG failed: %s", path, job->msg);
+        if (ferror(f)) bk_fail(BK_ERR_IO, "%s: write failed: %s", path, strerror(job->err));
+        else bk_fail(BK_ERR_IO, "%s: writing the PNG failed: %s", path, job->msg);
         goto done;
     }
     png_init_io(job->png, f);
@@ -274,6 +277,7 @@ typedef struct jpeg_job {
     char msg[JMSG_LENGTH_MAX];
     char warning[JMSG_LENGTH_MAX];
     int warnings;
+    int err; /* errno when libjpeg stopped: the operating system's reason of a failed write */
     struct jpeg_decompress_struct in;
     struct jpeg_compress_struct out;
     uint8_t *pixels;
@@ -281,6 +285,7 @@ typedef struct jpeg_job {
 
 static void jpeg_on_error(j_common_ptr cinfo) {
     jpeg_job *job = (jpeg_job *)cinfo->err;
+    job->err = errno;
     (*cinfo->err->format_message)(cinfo, job->msg);
     longjmp(job->jump, 1);
 }
@@ -371,7 +376,8 @@ bk_status bk_image_write_jpeg(const char *path, const bk_image *img, int quality
     job->mgr.error_exit = jpeg_on_error;
     job->mgr.emit_message = jpeg_on_message;
     if (setjmp(job->jump)) {
-        bk_fail(BK_ERR_IO, "%s: writing the JPEG failed: %s", path, job->msg);
+        if (ferror(f)) bk_fail(BK_ERR_IO, "%s: write failed: %s", path, strerror(job->err));
+        else bk_fail(BK_ERR_IO, "%s: writing the JPEG failed: %s", path, job->msg);
         goto done;
     }
     jpeg_create_compress(&job->out);

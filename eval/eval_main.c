@@ -70,6 +70,7 @@ typedef struct scorer {
     bool has_lpips;
     char lpips_note[200];
     FILE *per_image;
+    char per_image_path[1200];
     double psnr, ssim, lp;
     double *secs;     /* per image, for the median */
     int64_t n, n_lpips;
@@ -77,7 +78,9 @@ typedef struct scorer {
     double t0;
 } scorer;
 
-static void scorer_open(scorer *s, bk_ctx *ctx, const char *lpips_path, const char *out) {
+static bk_status scorer_close(scorer *s);
+
+static bk_status scorer_open(scorer *s, bk_ctx *ctx, const char *lpips_path, const char *out) {
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->progress = isatty(2);
@@ -98,8 +101,15 @@ static void scorer_open(scorer *s, bk_ctx *ctx, const char *lpips_path, const ch
         char path[1200];
         snprintf(path, sizeof path, "%s/per_image.csv", out);
         s->per_image = fopen(path, "w");
-        if (s->per_image) fprintf(s->per_image, "image,psnr,ssim,lpips,seconds\n");
+        if (!s->per_image) {
+            bk_status st = bk_fail(BK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+            scorer_close(s);
+            return st;
+        }
+        snprintf(s->per_image_path, sizeof s->per_image_path, "%s", path);
+        fprintf(s->per_image, "image,psnr,ssim,lpips,seconds\n");
     }
+    return BK_OK;
 }
 
 static bk_status score(scorer *s, const char *label, const bk_image *pred, const bk_image *gt, double secs,
@@ -139,19 +149,32 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void scorer_row(scorer *s, bk_table_row *r) {
+/* Releases what the scorer holds; the status of closing per_image.csv (whose rows are only
+ * known written once it is closed). */
+static bk_status scorer_close(scorer *s) {
+    free(s->secs);
+    s->secs = NULL;
+    if (s->has_lpips) bk_lpips_free(s->ctx, &s->lpips);
+    s->has_lpips = false;
+    if (!s->per_image) return BK_OK;
+    bool bad = ferror(s->per_image);
+    int e = errno;
+    if (fclose(s->per_image) != 0) bad = true, e = errno;
+    s->per_image = NULL;
+    return bad ? bk_fail(BK_ERR_IO, "%s: write failed: %s", s->per_image_path, strerror(e)) : BK_OK;
+}
+
+static bk_status scorer_row(scorer *s, bk_table_row *r) {
     if (s->progress) fputc('\n', stderr);
     /* the median time: robust to the first image, which also creates the kernels */
     qsort(s->secs, (size_t)s->n, sizeof *s->secs, cmp_double);
     r->seconds = s->n % 2 ? s->secs[s->n / 2] : 0.5 * (s->secs[s->n / 2 - 1] + s->secs[s->n / 2]);
-    free(s->secs);
     r->psnr = s->psnr / s->n;
     r->ssim = s->ssim / s->n;
     r->lpips = s->n_lpips ? s->lp / s->n_lpips : NAN;
     r->images = s->n;
     snprintf(r->lpips_note, sizeof r->lpips_note, "%s", s->lpips_note);
-    if (s->per_image) fclose(s->per_image);
-    if (s->has_lpips) bk_lpips_free(s->ctx, &s->lpips);
+    return scorer_close(s);
 }
 
 static int finish(const args *a, bk_table_row *r) {
@@ -185,10 +208,16 @@ static bk_status resolve_data(const args *a, const char *ckpt_config, char *root
 static int eval_dataset(const args *a) {
     bk_ctx ctx;
     if (bk_ctx_init(&ctx) != BK_OK) return die(NULL);
+    int rc = 1;
     bk_model *m = NULL;
     char *ckpt_config = NULL;
+    bk_ebb_index ix;
+    bk_ebb_split sp;
+    bool have_ix = false, have_sp = false, have_scorer = false;
+    scorer s;
+    bk_image in = {0}, gt = {0}, pred = {0}, mask = {0};
     if (a->checkpoint) {
-        if (bk_model_load(&ctx, a->checkpoint, &m) != BK_OK) return die(NULL);
+        if (bk_model_load(&ctx, a->checkpoint, &m) != BK_OK) goto fail;
         bk_h5 f;
         if (bk_h5_open(&f, a->checkpoint) == BK_OK) {
             ckpt_config = calloc(1, 1 << 20);
@@ -198,54 +227,54 @@ static int eval_dataset(const args *a) {
     }
     char root[1024], split_spec[600], lpips[600];
     if (resolve_data(a, ckpt_config, root, sizeof root, split_spec, sizeof split_spec, lpips, sizeof lpips) != BK_OK)
-        return die(NULL);
-    free(ckpt_config);
-    bk_ebb_index ix;
-    if (bk_ebb_scan(root, &ix) != BK_OK) return die(NULL);
-    bk_ebb_split sp;
-    if (bk_ebb_split_make(ix.ids, ix.count, split_spec, NULL, &sp) != BK_OK) return die(NULL);
+        goto fail;
+    if (bk_ebb_scan(root, &ix) != BK_OK) goto fail;
+    have_ix = true;
+    if (bk_ebb_split_make(ix.ids, ix.count, split_spec, NULL, &sp) != BK_OK) goto fail;
+    have_sp = true;
     if (sp.n_eval == 0) {
         fprintf(stderr, "eval: split %s has no evaluation pairs\n", split_spec);
-        return 1;
+        goto done;
     }
     int64_t n = a->max > 0 && a->max < sp.n_eval ? a->max : sp.n_eval;
     bool external = m && bk_variant_has(m->variant, "external_mask");
-    if (a->out && bk_make_dirs(a->out) != BK_OK) return die(NULL);
+    if (a->out && bk_make_dirs(a->out) != BK_OK) goto fail;
     char pred_dir[1200] = "";
     if (a->out && a->save_pred) {
         snprintf(pred_dir, sizeof pred_dir, "%s/predictions", a->out);
-        if (bk_make_dirs(pred_dir) != BK_OK) return die(NULL);
+        if (bk_make_dirs(pred_dir) != BK_OK) goto fail;
     }
-    scorer s;
-    scorer_open(&s, &ctx, lpips, a->out);
+    if (scorer_open(&s, &ctx, lpips, a->out) != BK_OK) goto fail;
+    have_scorer = true;
     bk_predict_opts po = {.size_h = a->size_h, .size_w = a->size_w, .strength = 1.0f};
     for (int64_t k = 0; k < n; k++) {
         int32_t id = sp.eval[k];
         char path[BK_PATH_MAX], label[32];
         snprintf(label, sizeof label, "%d", id);
-        bk_image in, gt, pred, mask = {0};
         if (bk_image_read(bk_ebb_path(&ix, id, BK_EBB_ORIGINAL, path, sizeof path), 3, 0, &in) != BK_OK ||
             bk_image_read(bk_ebb_path(&ix, id, BK_EBB_BOKEH, path, sizeof path), 3, 0, &gt) != BK_OK)
-            return die(NULL);
+            goto fail;
         if (external && bk_image_read(bk_ebb_path(&ix, id, BK_EBB_MASK, path, sizeof path), 1, 0, &mask) != BK_OK)
-            return die(NULL);
+            goto fail;
         double secs = NAN;
         if (m) {
             po.user_mask = external ? &mask : NULL;
-            if (bk_predict_image(&ctx, m, &in, &po, &pred, NULL, &secs) != BK_OK) return die(NULL);
+            if (bk_predict_image(&ctx, m, &in, &po, &pred, NULL, &secs) != BK_OK) goto fail;
         } else {
             pred = in;
             in.pixels = NULL;
         }
-        if (score(&s, label, &pred, &gt, secs, n) != BK_OK) return die(NULL);
+        if (score(&s, label, &pred, &gt, secs, n) != BK_OK) goto fail;
         if (pred_dir[0]) {
-            snprintf(path, sizeof path, "%s/%d.png", pred_dir, id);
-            if (bk_image_write_png(path, &pred) != BK_OK) return die(NULL);
+            char pred_path[1300];
+            snprintf(pred_path, sizeof pred_path, "%s/%d.png", pred_dir, id);
+            if (bk_image_write_png(pred_path, &pred) != BK_OK) goto fail;
         }
         bk_image_free(&in), bk_image_free(&gt), bk_image_free(&pred), bk_image_free(&mask);
     }
     bk_table_row r = {0};
-    scorer_row(&s, &r);
+    have_scorer = false;
+    if (scorer_row(&s, &r) != BK_OK) goto fail;
     if (m) {
         snprintf(r.method, sizeof r.method, "%.100s", a->name ? a->name : m->kind->name);
         if (!a->name && m->variant[0]) snprintf(r.method, sizeof r.method, "%.40s (%.80s)", m->kind->name, m->variant);
@@ -262,10 +291,17 @@ static int eval_dataset(const args *a) {
         snprintf(r.protocol, sizeof r.protocol, "the input image scored as the prediction");
     }
     snprintf(r.split, sizeof r.split, "%.100s split %.50s", root, split_spec);
-    int rc = finish(a, &r);
+    rc = finish(a, &r);
+    goto done;
+fail:
+    rc = die(NULL);
+done:
+    bk_image_free(&in), bk_image_free(&gt), bk_image_free(&pred), bk_image_free(&mask);
+    if (have_scorer) scorer_close(&s);
+    free(ckpt_config);
     if (m) bk_model_free(&ctx, m);
-    bk_ebb_split_free(&sp);
-    bk_ebb_index_free(&ix);
+    if (have_sp) bk_ebb_split_free(&sp);
+    if (have_ix) bk_ebb_index_free(&ix);
     bk_ctx_free(&ctx);
     return rc;
 }
@@ -303,10 +339,18 @@ static int eval_folders(const args *a) {
     }
     qsort(names, (size_t)n, sizeof *names, cmp_str);
     bk_ctx ctx;
-    if (bk_ctx_init(&ctx) != BK_OK) return die(NULL);
-    if (a->out && bk_make_dirs(a->out) != BK_OK) return die(NULL);
+    if (bk_ctx_init(&ctx) != BK_OK) {
+        for (int i = 0; i < n; i++) free(names[i]);
+        free(names);
+        return die(NULL);
+    }
+    int rc = 1;
+    bool have_scorer = false;
     scorer s;
-    scorer_open(&s, &ctx, a->lpips, a->out);
+    bk_image pred = {0}, gt = {0};
+    if (a->out && bk_make_dirs(a->out) != BK_OK) goto fail;
+    if (scorer_open(&s, &ctx, a->lpips, a->out) != BK_OK) goto fail;
+    have_scorer = true;
     for (int i = 0; i < n; i++) {
         char stem[512], path[2048], gt_path[2048] = "";
         image_name(names[i], stem, sizeof stem);
@@ -317,24 +361,30 @@ static int eval_folders(const args *a) {
         }
         if (!gt_path[0]) {
             fprintf(stderr, "eval: no ground truth for %s/%s in %s (matched by file stem)\n", a->pred, names[i], a->gt);
-            return 1;
+            goto done;
         }
-        bk_image pred, gt;
         snprintf(path, sizeof path, "%s/%s", a->pred, names[i]);
-        if (bk_image_read(path, 3, 0, &pred) != BK_OK || bk_image_read(gt_path, 3, 0, &gt) != BK_OK) return die(NULL);
-        if (score(&s, stem, &pred, &gt, NAN, n) != BK_OK) return die(NULL);
+        if (bk_image_read(path, 3, 0, &pred) != BK_OK || bk_image_read(gt_path, 3, 0, &gt) != BK_OK) goto fail;
+        if (score(&s, stem, &pred, &gt, NAN, n) != BK_OK) goto fail;
         bk_image_free(&pred), bk_image_free(&gt);
-        free(names[i]);
     }
-    free(names);
     bk_table_row r = {0};
-    scorer_row(&s, &r);
+    have_scorer = false;
+    if (scorer_row(&s, &r) != BK_OK) goto fail;
     snprintf(r.method, sizeof r.method, "%s", a->name ? a->name : a->pred);
     r.seconds = NAN;
     r.params = -1;
     snprintf(r.split, sizeof r.split, "%s against %s", a->pred, a->gt);
     snprintf(r.protocol, sizeof r.protocol, "predictions as given, at the ground truth's size");
-    int rc = finish(a, &r);
+    rc = finish(a, &r);
+    goto done;
+fail:
+    rc = die(NULL);
+done:
+    bk_image_free(&pred), bk_image_free(&gt);
+    if (have_scorer) scorer_close(&s);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
     bk_ctx_free(&ctx);
     return rc;
 }

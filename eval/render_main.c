@@ -62,40 +62,9 @@ static bk_status render_one(bk_ctx *ctx, const bk_model *m, const char *in_path,
     return st;
 }
 
-int main(int argc, char **argv) {
-    const char *ckpt = NULL, *input = NULL, *output = NULL, *mask = NULL, *save_mask = NULL;
-    bk_predict_opts o = {.strength = 1.0f};
-    bool strength_given = false;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc) usage();
-        const char *a = argv[i], *v = argv[++i];
-        if (!strcmp(a, "--checkpoint")) ckpt = v;
-        else if (!strcmp(a, "--input")) input = v;
-        else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--mask")) mask = v;
-        else if (!strcmp(a, "--save-mask")) save_mask = v;
-        else if (!strcmp(a, "--strength")) {
-            char *end;
-            o.strength = strtof(v, &end);
-            strength_given = true;
-            if (*end || !(o.strength >= 0.0f && o.strength <= 1.0f)) {
-                fprintf(stderr, "render: --strength must be a number from 0 to 1, not \"%s\"\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--size")) {
-            if (sscanf(v, "%dx%d", &o.size_h, &o.size_w) != 2 || o.size_h < 1 || o.size_w < 1) {
-                fprintf(stderr, "render: --size takes HxW, e.g. 1024x1536\n");
-                return 2;
-            }
-        } else usage();
-    }
-    if (!ckpt || !input || !output) usage();
-    bk_ctx ctx;
-    bk_model *m;
-    if (bk_ctx_init(&ctx) != BK_OK || bk_model_load(&ctx, ckpt, &m) != BK_OK) {
-        fprintf(stderr, "render: %s\n", bk_last_error());
-        return 1;
-    }
+/* Renders the image or the folder with the loaded model; the exit status. */
+static int render(bk_ctx *ctx, const bk_model *m, const char *input, const char *output, bk_predict_opts o,
+                  const char *mask, const char *save_mask, bool strength_given) {
     bool ampn = !strcmp(m->kind->name, "ampn");
     if (!ampn && (mask || save_mask || strength_given)) {
         fprintf(stderr, "render: %s takes no %s (only ampn has a focus mask and a blur strength)\n", m->kind->name,
@@ -126,7 +95,7 @@ int main(int argc, char **argv) {
             snprintf(in_path, sizeof in_path, "%s/%s", input, e->d_name);
             const char *dot = strrchr(e->d_name, '.');
             snprintf(out_path, sizeof out_path, "%s/%.*s.png", output, (int)(dot - e->d_name), e->d_name);
-            s = render_one(&ctx, m, in_path, out_path, &o, NULL, NULL);
+            s = render_one(ctx, m, in_path, out_path, &o, NULL, NULL);
             n++;
         }
         if (d) closedir(d);
@@ -135,13 +104,56 @@ int main(int argc, char **argv) {
             return 1;
         }
     } else {
-        s = render_one(&ctx, m, input, output, &o, mask, save_mask);
+        s = render_one(ctx, m, input, output, &o, mask, save_mask);
     }
     if (s != BK_OK) {
         fprintf(stderr, "render: %s\n", bk_last_error());
         return 1;
     }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *ckpt = NULL, *input = NULL, *output = NULL, *mask = NULL, *save_mask = NULL;
+    bk_predict_opts o = {.strength = 1.0f};
+    bool strength_given = false;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) usage();
+        const char *a = argv[i], *v = argv[++i];
+        if (!strcmp(a, "--checkpoint")) ckpt = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--mask")) mask = v;
+        else if (!strcmp(a, "--save-mask")) save_mask = v;
+        else if (!strcmp(a, "--strength")) {
+            char *end;
+            o.strength = strtof(v, &end);
+            strength_given = true;
+            if (*end || !(o.strength >= 0.0f && o.strength <= 1.0f)) {
+                fprintf(stderr, "render: --strength must be a number from 0 to 1, not \"%s\"\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--size")) {
+            if (sscanf(v, "%dx%d", &o.size_h, &o.size_w) != 2 || o.size_h < 1 || o.size_w < 1) {
+                fprintf(stderr, "render: --size takes HxW, e.g. 1024x1536\n");
+                return 2;
+            }
+        } else usage();
+    }
+    if (!ckpt || !input || !output) usage();
+    bk_ctx ctx;
+    bk_model *m;
+    if (bk_ctx_init(&ctx) != BK_OK) {
+        fprintf(stderr, "render: %s\n", bk_last_error());
+        return 1;
+    }
+    if (bk_model_load(&ctx, ckpt, &m) != BK_OK) {
+        fprintf(stderr, "render: %s\n", bk_last_error());
+        bk_ctx_free(&ctx);
+        return 1;
+    }
+    int rc = render(&ctx, m, input, output, o, mask, save_mask, strength_given);
     bk_model_free(&ctx, m);
     bk_ctx_free(&ctx);
-    return 0;
+    return rc;
 }

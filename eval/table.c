@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/files.h"
+
 static void num(FILE *f, double v, const char *fmt) {
     if (isnan(v)) fputs("n/a", f);
     else if (isinf(v)) fputs("inf", f);
@@ -82,8 +84,10 @@ bk_status bk_table_write(const char *dir, const char *base, const bk_table_row *
     const char *ext[3] = {"md", "csv", "json"};
     for (int k = 0; k < (n == 1 ? 3 : 2); k++) {
         snprintf(path, sizeof path, "%s/%s.%s", dir, base, ext[k]);
-        FILE *f = fopen(path, "w");
-        if (!f) return bk_fail(BK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        BK_CHECK(f, "out of memory");
         if (k == 0) bk_table_markdown(f, rows, n);
         if (k == 1) bk_table_csv(f, rows, n);
         if (k == 2) {
@@ -100,7 +104,10 @@ bk_status bk_table_write(const char *dir, const char *base, const bk_table_row *
             json_str(f, "lpips_note", r->lpips_note, false);
             fputs("}\n", f);
         }
-        if (fclose(f) != 0) return bk_fail(BK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        fclose(f);
+        bk_status st = bk_write_file_atomic(path, text, len); /* a failure leaves the previous table */
+        free(text);
+        if (st != BK_OK) return st;
     }
     return BK_OK;
 }

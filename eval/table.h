@@ -25,7 +25,8 @@ typedef struct bk_table_row {
 /* Markdown table with the footer. */
 void bk_table_markdown(FILE *f, const bk_table_row *rows, int n);
 void bk_table_csv(FILE *f, const bk_table_row *rows, int n);
-/* Writes DIR/<base>.md, .csv and, for a single row, .json. */
+/* Writes DIR/<base>.md, .csv and, for a single row, .json, each replaced atomically (a failed
+ * write names the file and leaves its previous content). */
 bk_status bk_table_write(const char *dir, const char *base, const bk_table_row *rows, int n);
 /* Reads a row written as DIR/table.json. */
 bk_status bk_table_read_row(const char *path, bk_table_row *row);

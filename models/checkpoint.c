@@ -33,15 +33,19 @@ bk_status bk_ckpt_read_kind(const bk_h5 *f, char *model, size_t model_len, char 
                             size_t variant_len) {
     char format[64] = "";
     int64_t version = 0;
-    if (bk_h5_get_attr_str(f, "format", format, sizeof format) != BK_OK || strcmp(format, BK_CKPT_FORMAT) != 0)
+    bk_status st = bk_h5_get_attr_str(f, "format", format, sizeof format);
+    if (st == BK_ERR_IO) return st; /* damaged: the message says so */
+    if (st != BK_OK || strcmp(format, BK_CKPT_FORMAT) != 0)
         return bk_fail(BK_ERR_FORMAT, "%s: not a bokehlab checkpoint (root attribute format is \"%s\", "
                        "expected \"%s\")", f->path, format, BK_CKPT_FORMAT);
-    if (bk_h5_get_attr_int(f, "version", &version) != BK_OK || version != BK_CKPT_VERSION)
+    if ((st = bk_h5_get_attr_int(f, "version", &version)) == BK_ERR_IO) return st;
+    if (st != BK_OK || version != BK_CKPT_VERSION)
         return bk_fail(BK_ERR_FORMAT, "%s: checkpoint version %lld, this bokehlab reads version %d",
                        f->path, (long long)version, BK_CKPT_VERSION);
-    if (bk_h5_get_attr_str(f, "model", model, model_len) != BK_OK ||
-        bk_h5_get_attr_str(f, "variant", variant, variant_len) != BK_OK)
-        return bk_fail(BK_ERR_FORMAT, "%s: the checkpoint does not say which model it holds", f->path);
+    if ((st = bk_h5_get_attr_str(f, "model", model, model_len)) == BK_OK)
+        st = bk_h5_get_attr_str(f, "variant", variant, variant_len);
+    if (st == BK_ERR_IO) return st;
+    if (st != BK_OK) return bk_fail(BK_ERR_FORMAT, "%s: the checkpoint does not say which model it holds", f->path);
     return BK_OK;
 }
 

@@ -73,10 +73,10 @@ def take(sd, path, key, shape):
 
 
 def write_h5(out, attrs, datasets):
-    """Writes OUT.tmp, then renames it to OUT."""
+    """Writes OUT.tmp in HDF5's newest format (checksummed metadata), then renames it to OUT."""
     tmp = out + ".tmp"
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver="latest") as f:
             for k, v in attrs.items():
                 # fixed-length strings: bokehlab reads them with H5LTget_attribute_string
                 f.attrs[k] = np.int64(v) if isinstance(v, int) else np.bytes_(v.encode())

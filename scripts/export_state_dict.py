@@ -101,10 +101,11 @@ def _attr_str(s):
 def write_checkpoint(out, attrs, params, buffers, extra=None):
     """Writes a checkpoint: root attributes (str or int values), /params/<name>, /buffers/<name>
     (float32 arrays) and `extra` {path: (array, dtype)} datasets copied verbatim (a critic,
-    optimizer state), all chunked with Fletcher32; OUT.tmp, then a rename."""
+    optimizer state), all chunked with Fletcher32, in HDF5's newest format (checksummed
+    metadata, as bokehlab writes); OUT.tmp, then a rename."""
     tmp = out + ".tmp"
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver="latest") as f:
             for k, v in attrs.items():
                 f.attrs[k] = np.int64(v) if isinstance(v, (int, np.integer)) else _attr_str(v)
             for group, tensors in (("params", params), ("buffers", buffers)):

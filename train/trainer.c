@@ -27,6 +27,7 @@
 #include "models/checkpoint.h"
 #include "train/dist.h"
 #include "train/optim.h"
+#include "train/runlog.h"
 #include "train/schedule.h"
 
 enum { N_TERMS = 8 };
@@ -533,11 +534,20 @@ static bk_status open_run(trainer *t, bool resuming) {
     if (st == BK_OK) snprintf(path, sizeof path, "%s/samples", t->run_dir), st = bk_make_dirs(path);
     if (st != BK_OK) return st;
     snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bk_fail(BK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    bk_config_print(c, f, true);
-    fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    bk_config_print(c, m, true);
+    fclose(m);
+    st = bk_write_file_atomic(path, text, len);
+    free(text);
+    if (st != BK_OK) return st;
     snprintf(path, sizeof path, "%s/log.csv", t->run_dir);
+    int dropped = 0;
+    if (resuming && (st = bk_runlog_trim(path, t->step, &dropped)) != BK_OK) return st;
+    if (dropped)
+        printf("train: %s: dropped %d rows after step %lld, the checkpoint's (they are redone)\n", path, dropped,
+               (long long)t->step);
     bool exists = access(path, F_OK) == 0;
     t->log = fopen(path, resuming ? "a" : "w");
     if (!t->log) return bk_fail(BK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
@@ -545,13 +555,14 @@ static bk_status open_run(trainer *t, bool resuming) {
         fprintf(t->log, "step,epoch,lr,loss");
         for (int k = 0; k < N_TERMS; k++) fprintf(t->log, ",%s", term_names[k]);
         fprintf(t->log, ",seconds,it_per_s,val_psnr,val_ssim,val_lpips,base_psnr,base_ssim\n");
-        fflush(t->log);
+        if (fflush(t->log) != 0 || ferror(t->log)) return bk_fail(BK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     }
     return BK_OK;
 }
 
-static void log_row(trainer *t, double lr, double loss, const double terms[N_TERMS], double secs, double its,
-                    const val_result *v) {
+/* A row of log.csv; a failed write stops the run (the log is the run's record). */
+static bk_status log_row(trainer *t, double lr, double loss, const double terms[N_TERMS], double secs, double its,
+                         const val_result *v) {
     double epoch = (double)t->step * t->cfg.train_batch * t->cfg.train_accum / (double)t->split.n_train;
     fprintf(t->log, "%lld,%.4f,%.6g,%.6g", (long long)t->step, epoch, lr, loss);
     for (int k = 0; k < N_TERMS; k++) fprintf(t->log, ",%.6g", terms[k]);
@@ -562,7 +573,10 @@ static void log_row(trainer *t, double lr, double loss, const double terms[N_TER
         fprintf(t->log, ",%.4f,%.5f\n", v->base_psnr, v->base_ssim);
     } else
         fprintf(t->log, ",,,,,\n");
-    fflush(t->log);
+    if (fflush(t->log) != 0 || ferror(t->log))
+        return bk_fail(BK_ERR_IO, "%s/log.csv: write failed at step %lld: %s", t->run_dir, (long long)t->step,
+                       strerror(errno));
+    return BK_OK;
 }
 
 static void progress_line(trainer *t, double loss, double its, double lr) {
@@ -741,7 +755,9 @@ bk_status bk_train(const bk_train_options *o, bk_train_result *r) {
             if (first_window) r->first_loss = mean, first_window = false;
             r->last_loss = mean;
             if (root) {
-                log_row(t, lr, mean, mt, secs, its, &v);
+                /* a failed log write ends the run: rank 0 returns the error, and the program
+                 * ends every rank with it (train_main.c) */
+                if ((st = log_row(t, lr, mean, mt, secs, its, &v)) != BK_OK) break;
                 if (t->progress) fputc('\n', stderr);
                 printf("step %lld lr %.3g loss %.5f (%.2f it/s)", (long long)t->step, lr, mean, its);
                 if (v.n)

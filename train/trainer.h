@@ -11,7 +11,10 @@
  * A run directory <out_dir>/<name>/ holds config.ini (the resolved config), log.csv, ckpt/
  * (last.h5, best.h5 by validation PSNR; written atomically: temp file, fsync, rename) and
  * samples/ (PNG grids input | mask | output | target). Ctrl-C (SIGINT/SIGTERM) finishes the
- * step, writes ckpt/last.h5 and returns.
+ * step, writes ckpt/last.h5 and returns. A write that fails (a checkpoint, log.csv,
+ * config.ini) stops the run naming the file and the error; a sample that cannot be written is
+ * a warning. Resuming drops the rows of log.csv after the checkpoint's step (train/runlog.h).
+ * docs/GUARANTEES.md says what holds when things go wrong.
  */
 #ifndef BK_TRAINER_H
 #define BK_TRAINER_H
