@@ -228,8 +228,10 @@ bk_status bk_h5_close(bk_h5 *f, bool commit) {
         st = bk_fail(BK_ERR_IO, "%s: HDF5 did not hand the file over", f->path);
     if (commit && st == BK_OK && !write_all(f->out, m->p, image_length(m)))
         st = bk_fail(BK_ERR_IO, "%s: writing %s failed: %s", f->path, f->tmp, strerror(errno));
-    if (m->handed_over) free(m->p); /* else it is HDF5's, freed through image_free */
-    free(m);
+    if (m->handed_over) {
+        free(m->p);
+        free(m);
+    } /* else HDF5 did not close the file and may still call the callbacks with m: it is left */
     f->image = NULL;
     if (commit && st == BK_OK && fsync(f->out) != 0)
         st = bk_fail(BK_ERR_IO, "%s: cannot flush %s to disk: %s", f->path, f->tmp, strerror(errno));

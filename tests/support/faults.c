@@ -161,7 +161,7 @@ static int decide(const struct seccomp_notif *req, bk_fault *rules, int n) {
             f->written += bytes;
             continue;
         }
-        if (!f->failed++) snprintf(f->first_failed, sizeof f->first_failed, "%s", p1);
+        if (!f->failed++) snprintf(f->first_failed, sizeof f->first_failed, "%.500s", p1);
         return f->error;
     }
     return 0;
