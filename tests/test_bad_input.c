@@ -100,10 +100,10 @@ static void free_names(char **names, int count) {
     free(names);
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 /* Limits the address space to what the process has now plus 400 MB (ASan reserves terabytes
  * of shadow: only without it). */
 static void limit_address_space(void) {
-#if !defined(__SANITIZE_ADDRESS__)
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long pages = 0;
     if (f && fscanf(f, "%lu", &pages) == 1) {
@@ -111,8 +111,8 @@ static void limit_address_space(void) {
         setrlimit(RLIMIT_AS, &rl);
     }
     if (f) fclose(f);
-#endif
 }
+#endif
 
 /* The peak resident memory of this process, in MB. */
 static double peak_rss_mb(void) {
