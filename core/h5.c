@@ -282,10 +282,55 @@ static bool ieee_float(hid_t type) {
     return false;
 }
 
+/* Whether the chunks of dataset d (if chunked) are what HDF5 writes, for elements of
+ * `type_size` bytes: libhdf5 1.10 trusts a damaged file's chunk layout and reads past its
+ * chunk buffer when a chunk is declared larger than a fixed extent, or when a stored chunk is
+ * smaller than the chunk (a 132-byte chunk read as 3456 bytes). Stored sizes are checked when
+ * the only filter is Fletcher32 (bokehlab's and scripts/' files): compressed chunks have no
+ * size to expect. */
+static bool chunks_fit(hid_t d, hid_t space, int nd, const hsize_t *dims, const hsize_t *maxd, size_t type_size) {
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0) return false;
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED) {
+        H5Pclose(dcpl);
+        return true;
+    }
+    hsize_t chunk[BK_H5_MAX_DIMS];
+    bool ok = H5Pget_chunk(dcpl, BK_H5_MAX_DIMS, chunk) == nd;
+    uint64_t chunk_bytes = type_size;
+    for (int i = 0; i < nd && ok; i++) {
+        ok = chunk[i] > 0 && (maxd[i] == H5S_UNLIMITED || (chunk[i] <= maxd[i] && dims[i] <= maxd[i])) &&
+             chunk[i] <= ((uint64_t)1 << 40) / chunk_bytes;
+        if (ok) chunk_bytes *= chunk[i];
+    }
+    int nfilters = H5Pget_nfilters(dcpl), fletcher = -1;
+    bool sizes_known = nfilters >= 0;
+    for (int i = 0; i < nfilters; i++) {
+        unsigned flags;
+        size_t ncd = 0;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, NULL);
+        if (id == H5Z_FILTER_FLETCHER32) fletcher = i;
+        else sizes_known = false;
+    }
+    H5Pclose(dcpl);
+    hsize_t nchunks = 0;
+    if (ok && sizes_known) {
+        ok = H5Dget_num_chunks(d, space, &nchunks) >= 0 && nchunks <= ((hsize_t)1 << 16);
+        for (hsize_t c = 0; c < nchunks && ok; c++) {
+            unsigned mask = 0;
+            haddr_t addr;
+            hsize_t size = 0;
+            ok = H5Dget_chunk_info(d, space, c, NULL, &mask, &addr, &size) >= 0 &&
+                 size == chunk_bytes + (fletcher >= 0 && !(mask >> fletcher & 1u) ? 4 : 0);
+        }
+    }
+    return ok;
+}
+
 /* Opens float dataset `name` and checks what bokehlab reads before anything is allocated: an
  * IEEE float of 32 or 64 bits (libhdf5 1.10 trusts the size a damaged file gives a type: a
- * 65531-byte "float" made it read past its chunk buffer), chunks that fit the shape, at most
- * BK_H5_MAX_DIMS dims and BK_H5_MAX_VALUES values. On success *d is open and the rank, dims
+ * 65531-byte "float" made it read past its chunk buffer), chunks as HDF5 writes them
+ * (chunks_fit), at most BK_H5_MAX_DIMS dims and BK_H5_MAX_VALUES values. On success *d is open and the rank, dims
  * and count are set. */
 static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim, int64_t *dims, size_t *n) {
     if (!bk_h5_exists(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no dataset %s", f->path, name);
@@ -313,18 +358,9 @@ static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim,
     } else if (nd < 0 || nd > BK_H5_MAX_DIMS) {
         st = bk_fail(BK_ERR_FORMAT, "%s: %s has an unsupported rank", f->path, name);
     } else {
-        hsize_t hd[BK_H5_MAX_DIMS], maxd[BK_H5_MAX_DIMS], chunk[BK_H5_MAX_DIMS];
+        hsize_t hd[BK_H5_MAX_DIMS], maxd[BK_H5_MAX_DIMS];
         H5Sget_simple_extent_dims(space, hd, maxd);
-        /* chunks no larger than a fixed extent, as HDF5 itself creates them: libhdf5 1.10 reads
-         * a chunk that a damaged file declares larger at that size, past its buffer */
-        hid_t dcpl = H5Dget_create_plist(*d);
-        bool bad_chunks = dcpl < 0;
-        if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
-            bad_chunks = H5Pget_chunk(dcpl, BK_H5_MAX_DIMS, chunk) != nd;
-            for (int i = 0; i < nd && !bad_chunks; i++)
-                bad_chunks = chunk[i] == 0 || (maxd[i] != H5S_UNLIMITED && (chunk[i] > maxd[i] || hd[i] > maxd[i]));
-        }
-        if (dcpl >= 0) H5Pclose(dcpl);
+        bool bad_chunks = !chunks_fit(*d, space, nd, hd, maxd, H5Tget_size(type));
         uint64_t count = 1;
         bool too_many = false;
         for (int i = 0; i < nd; i++) {
@@ -333,7 +369,7 @@ static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim,
             if (!too_many) count *= hd[i];
         }
         if (bad_chunks)
-            st = bk_fail(BK_ERR_FORMAT, "%s: %s has a chunk layout that does not fit its shape (a damaged file?)",
+            st = bk_fail(BK_ERR_FORMAT, "%s: %s has chunks that do not match its shape and type (a damaged file?)",
                          f->path, name);
         else if (too_many)
             st = bk_fail(BK_ERR_FORMAT, "%s: %s has more than %llu values (a damaged file?)", f->path, name,
