@@ -2,18 +2,20 @@
 # bench_mpi.sh — training throughput of one process against data-parallel ranks on this machine:
 # DMSHN with the stage-1 losses (L1 + 0.1 SSIM) on 256x384 crops of synthetic pairs, global
 # batch 4, as 1 process x 1 thread, 1 process x N threads and N ranks x 1 thread (mpirun on
-# loopback). Prints steps/s and images/s, measured after the first log window (warm-up).
-#   scripts/bench_mpi.sh [--ranks N] [--steps S] [--keep]
+# loopback). Prints steps/s and images/s, measured after the first log window (warm-up), for each
+# of R rounds (the configurations alternate, so a load that changes affects them alike).
+#   scripts/bench_mpi.sh [--ranks N] [--steps S] [--rounds R] [--keep]
 # Needs build/bin/{train,synth} (make) and build-mpi/bin/train (make MPI=1).
 set -euo pipefail
 
-ranks=2 steps=16 keep=0
+ranks=2 steps=16 rounds=1 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --ranks) ranks=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: scripts/bench_mpi.sh [--ranks N] [--steps S] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench_mpi.sh [--ranks N] [--steps S] [--rounds R] [--keep]" >&2; exit 2 ;;
     esac
 done
 window=$((steps / 4))
@@ -69,13 +71,15 @@ run() {
         { echo "bench_mpi.sh: $label failed:" >&2; tail -5 "$dir/$name.out" >&2; exit 1; }
     local r
     r=$(rate "$dir/runs/$name/log.csv")
-    printf '%-28s %10s %10s\n' "$label" "$r" "$(awk -v r="$r" 'BEGIN { printf "%.2f", 4 * r }')"
+    printf '%-6s %-28s %10s %10s\n' "$round" "$label" "$r" "$(awk -v r="$r" 'BEGIN { printf "%.3f", 4 * r }')"
 }
 
-printf '%-28s %10s %10s\n' "configuration" "steps/s" "images/s"
-run one_t1 "1 process x 1 thread" env OMP_NUM_THREADS=1 "$here/build/bin/train"
-run one_tn "1 process x $ranks threads" env OMP_NUM_THREADS="$ranks" "$here/build/bin/train"
-run ranks "$ranks ranks x 1 thread" mpirun "${root_flag[@]}" -np "$ranks" -x OMP_NUM_THREADS=1 \
-    "$here/build-mpi/bin/train"
+printf '%-6s %-28s %10s %10s\n' "round" "configuration" "steps/s" "images/s"
+for round in $(seq 1 "$rounds"); do
+    run "one_t1_$round" "1 process x 1 thread" env OMP_NUM_THREADS=1 "$here/build/bin/train"
+    run "one_tn_$round" "1 process x $ranks threads" env OMP_NUM_THREADS="$ranks" "$here/build/bin/train"
+    run "ranks_$round" "$ranks ranks x 1 thread" mpirun "${root_flag[@]}" -np "$ranks" -x OMP_NUM_THREADS=1 \
+        "$here/build-mpi/bin/train"
+done
 [ "$keep" = 1 ] && echo "kept $dir"
 exit 0

@@ -64,6 +64,7 @@ static void run_three_directions(bk_ctx *ctx, uint64_t seed) {
 
 static void first_use_is_timed_then_kept(void) {
     bk_ctx *ctx = bk_test_ctx();
+    ctx->conv_policy = BK_CONV_UNDECIDED; /* the automatic choice is what is tested */
     run_three_directions(ctx, 1);
     char *text = bk_conv_choices_text(ctx);
     EXPECT(strstr(text, "conv2d 2x32x48x40 -> 32 k3x3 s1x1 p1,1,1,1 g1: fwd=") != NULL,
@@ -82,6 +83,7 @@ static void first_use_is_timed_then_kept(void) {
 
 static void small_problems_run_direct_untimed(void) {
     bk_ctx *ctx = bk_test_ctx();
+    ctx->conv_policy = BK_CONV_UNDECIDED; /* the automatic choice is what is tested */
     bk_conv_geom g = bk_conv_geom_make((bk_shape){1, 16, 8, 8}, (bk_shape){16, 16, 3, 3}, bk_conv_opts_make(1, 1, 1), 0);
     bk_tensor *x = bk_test_tensor(ctx, (bk_shape){1, 16, 8, 8}, -1, 1, 3);
     bk_tensor *w = bk_test_tensor(ctx, (bk_shape){16, 16, 3, 3}, -1, 1, 4);
