@@ -46,7 +46,69 @@ static const char *h5_cause(char *buf, size_t len) {
     return buf;
 }
 
-bk_status bk_h5_open(bk_h5 *f, const char *path) {
+/* Whether every piece of metadata HDF5 will decode for object `name` is checksummed: the
+ * object headers of `name` and of each group on its path are version 2 (the newest format, as
+ * bokehlab and scripts/ write). A version-1 header has no checksum and no signature: HDF5 decodes
+ * whatever bytes it finds (a flipped bit in a version-2 header's signature turns it into one),
+ * and HDF5 1.10 reads past its own buffers decoding damaged ones. */
+static bk_status checked_headers(const bk_h5 *f, const char *name) {
+    if (f->old_format_ok) return BK_OK;
+    char buf[1024], why[256];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c != '\0') continue;
+        *p = '\0';
+        const char *obj = buf[1] ? buf : "/";
+        H5O_info_t info;
+        if (H5Oget_info_by_name2((hid_t)f->file, obj, &info, H5O_INFO_BASIC | H5O_INFO_HDR, H5P_DEFAULT) < 0)
+            return bk_fail(BK_ERR_FORMAT, "%s: %s cannot be opened, the file is damaged (%s)", f->path, obj,
+                           h5_cause(why, sizeof why));
+        if (info.hdr.version < 2)
+            return bk_fail(BK_ERR_FORMAT, "%s: %s has a version-%u HDF5 object header, which carries no checksum "
+                           "(a damaged file, or one not written by bokehlab or scripts/)", f->path, obj,
+                           info.hdr.version);
+        if (c == '\0') return BK_OK;
+        *p = c;
+    }
+}
+
+/* The version of the superblock in the first `n` bytes of a file: its signature is at 0 or at
+ * 512, 1024, 2048, ... (after a user block). -1 if none is there. */
+static int superblock_version(const unsigned char *p, size_t n) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (size_t at = 0; at + 9 <= n; at = at ? 2 * at : 512)
+        if (memcmp(p + at, sig, 8) == 0) return p[at + 8];
+    return -1;
+}
+
+/* Only files in HDF5's newest format are read (superblock version 2 or 3, as bokehlab and
+ * scripts/ write): there the superblock and every object header carry checksums, so damage is
+ * refused before HDF5 decodes it. The old format's metadata has none, and HDF5 1.10 reads past
+ * its own buffers, or allocates what a damaged header claims, while decoding it
+ * (tests/fuzz/libhdf5/): such a file is refused before HDF5 opens it. */
+static bk_status newest_format(const char *name, int version) {
+    if (version < 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", name);
+    if (version < 2)
+        return bk_fail(BK_ERR_FORMAT, "%s: written in HDF5's old format (superblock version %d), whose metadata "
+                       "carries no checksums: bokehlab reads only the newest format, which it and scripts/ write "
+                       "(write the file again with a current bokehlab or converter script)", name, version);
+    return BK_OK;
+}
+
+/* After HDF5 opened a file for reading: the root's object header is checked too. On failure
+ * the file is closed. */
+static bk_status opened_for_reading(bk_h5 *f, hid_t id) {
+    f->file = id;
+    bk_status st = checked_headers(f, "/");
+    if (st != BK_OK) {
+        H5Fclose(id);
+        f->file = 0;
+    }
+    return st;
+}
+
+static bk_status open_file(bk_h5 *f, const char *path, bool newest_only) {
     memset(f, 0, sizeof *f);
     f->out = -1;
     quiet();
@@ -54,8 +116,14 @@ bk_status bk_h5_open(bk_h5 *f, const char *path) {
     if (access(path, R_OK) != 0)
         return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char why[256];
-    htri_t is = H5Fis_hdf5(path);
-    if (is <= 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return bk_fail(BK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char head[2048 + 9];
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    close(fd);
+    int version = superblock_version(head, got > 0 ? (size_t)got : 0);
+    bk_status st = newest_only || version < 0 ? newest_format(path, version) : BK_OK;
+    if (st != BK_OK) return st;
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0) {
         h5_cause(why, sizeof why);
@@ -65,9 +133,17 @@ bk_status bk_h5_open(bk_h5 *f, const char *path) {
                            path, eof, want);
         return bk_fail(BK_ERR_FORMAT, "%s: HDF5 cannot open it, the file is damaged or truncated (%s)", path, why);
     }
-    f->file = id;
-    return BK_OK;
+    if (!newest_only) {
+        f->file = id;
+        f->old_format_ok = true;
+        return BK_OK;
+    }
+    return opened_for_reading(f, id);
 }
+
+bk_status bk_h5_open(bk_h5 *f, const char *path) { return open_file(f, path, true); }
+
+bk_status bk_h5_open_data(bk_h5 *f, const char *path) { return open_file(f, path, false); }
 
 bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *name) {
     memset(f, 0, sizeof *f);
@@ -75,6 +151,8 @@ bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *
     quiet();
     snprintf(f->path, sizeof f->path, "%s", name);
     if (size == 0) return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file (0 bytes)", name);
+    bk_status st = newest_format(name, superblock_version(data, size < 2048 + 9 ? size : 2048 + 9));
+    if (st != BK_OK) return st;
     /* HDF5 copies the image (flags 0) and opens the copy read-only */
     hid_t id = H5LTopen_file_image((void *)data, size, 0);
     if (id < 0) {
@@ -82,8 +160,7 @@ bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *
         return bk_fail(BK_ERR_FORMAT, "%s: not an HDF5 file, or damaged or truncated (%s)", name,
                        h5_cause(why, sizeof why));
     }
-    f->file = id;
-    return BK_OK;
+    return opened_for_reading(f, id);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -335,6 +412,8 @@ static bool chunks_fit(hid_t d, hid_t space, int nd, const hsize_t *dims, const 
 static bk_status open_f32(const bk_h5 *f, const char *name, hid_t *d, int *ndim, int64_t *dims, size_t *n) {
     if (!bk_h5_exists(f, name)) return bk_fail(BK_ERR_FORMAT, "%s: no dataset %s", f->path, name);
     char why[256];
+    bk_status hs = checked_headers(f, name);
+    if (hs != BK_OK) return hs;
     H5O_info_t info;
     if (H5Oget_info_by_name2((hid_t)f->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
         return bk_fail(BK_ERR_FORMAT, "%s: %s cannot be opened, the file is damaged (%s)", f->path, name,
@@ -505,6 +584,8 @@ bk_status bk_h5_list(const bk_h5 *f, const char *group, char ***names, int *coun
     *names = NULL;
     *count = 0;
     if (!bk_h5_exists(f, group)) return BK_OK;
+    bk_status hs = checked_headers(f, group);
+    if (hs != BK_OK) return hs;
     char why[256];
     hid_t g = H5Gopen2((hid_t)f->file, group, H5P_DEFAULT);
     if (g < 0)

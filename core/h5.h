@@ -4,7 +4,9 @@
  * Files are written in HDF5's newest format, where every piece of metadata (superblock, object
  * headers holding the attributes, group and chunk indexes) carries a checksum, and datasets are
  * chunked with the Fletcher32 checksum filter: a flipped bit anywhere is detected when the file
- * is read (SPEC §6; docs/GUARANTEES.md). HDF5 builds a file being written in memory; on
+ * is read (SPEC §6; docs/GUARANTEES.md). Only that format is read: a file in HDF5's old format
+ * (superblock version 0 or 1, or any version-1 object header on the way to what is read) is
+ * refused before HDF5 decodes its unchecksummed metadata. HDF5 builds a file being written in memory; on
  * bk_h5_close(..., commit = true) it is copied to "<path>.tmp", flushed to disk (fsync) and
  * renamed into place: a crash, a kill or a failed write leaves the previous file intact. (HDF5
  * itself never meets a write error: HDF5 1.10 cannot close a file whose flush failed, and then
@@ -31,13 +33,18 @@ enum { BK_H5_MAX_DIMS = 8 };
 typedef struct bk_h5 {
     int64_t file;      /* hid_t */
     bool writing;
+    bool old_format_ok; /* opened by bk_h5_open_data: object headers are not checked */
     void *image;       /* writing: the file HDF5 builds in memory */
     int out;           /* writing: "<path>.tmp" */
     char path[1024];   /* the final path */
     char tmp[1040];    /* where a file being written lives until committed */
 } bk_h5;
 
+/* Opens a checkpoint or weight file for reading: the newest format only (see above). */
 bk_status bk_h5_open(bk_h5 *f, const char *path);
+/* Opens a file of arrays the user hands in (forward's --input, --mask, --target), which h5py
+ * writes in HDF5's old format by default: both formats are read. */
+bk_status bk_h5_open_data(bk_h5 *f, const char *path);
 /* Opens an HDF5 file held in memory (`size` bytes at `data`, copied), read-only; `name`
  * stands for the file in messages. */
 bk_status bk_h5_open_image(bk_h5 *f, const void *data, size_t size, const char *name);

@@ -33,7 +33,7 @@ static int fail(const char *what) {
 
 static bk_status read_input(bk_ctx *ctx, const char *path, const char *name, bk_tensor **t) {
     bk_h5 f;
-    bk_status st = bk_h5_open(&f, path);
+    bk_status st = bk_h5_open_data(&f, path);
     if (st != BK_OK) return st;
     st = bk_h5_read_tensor(ctx, &f, name, t);
     bk_h5_close(&f, false);

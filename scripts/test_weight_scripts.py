@@ -286,7 +286,7 @@ def write_ampn_ckpt(path, variant, seed, extra_groups=False):
     rows = ampn_rows(variant)
     rng = np.random.default_rng(seed)
     vals = {}
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver="latest") as f:
         c_attrs(f, {"format": "bokehlab-checkpoint", "model": "ampn", "variant": variant,
                     "config": ""}, {"version": 1, "step": 0, "epoch": 0})
         for n, s, kind in rows:

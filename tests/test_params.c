@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+#include <hdf5_hl.h>
+
 #include "core/h5.h"
 #include "core/params.h"
 #include "core/rng.h"
@@ -222,5 +225,33 @@ static void bad_files_are_refused(void) {
     cleanup();
 }
 
+/* A file in HDF5's old format (h5py's default), holding what a checkpoint holds: refused as a
+ * checkpoint or weight file, naming the file and the format, before HDF5 decodes it; read as a
+ * file of arrays (forward's --input). */
+static void old_format_only_as_data(void) {
+    const char *path = tmp_path("old.h5");
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    BK_CHECK(file >= 0, "cannot create %s", path);
+    const float v[6] = {1, 2, 3, 4, 5, 6};
+    const hsize_t dims[2] = {2, 3};
+    H5LTmake_dataset_float(file, "x", 2, dims, v);
+    H5LTset_attribute_string(file, "/", "format", "bokehlab-checkpoint");
+    H5Fclose(file);
+    bk_h5 f;
+    EXPECT(bk_h5_open(&f, path) != BK_OK && strstr(bk_last_error(), path) && strstr(bk_last_error(), "old format") &&
+               strstr(bk_last_error(), "superblock version 0"),
+           "an old-format checkpoint: %s", bk_last_error());
+    EXPECT(f.file == 0, "a refused file was left open");
+    EXPECT(bk_h5_open_data(&f, path) == BK_OK, "as data: %s", bk_last_error());
+    int nd = 0;
+    int64_t d[BK_H5_MAX_DIMS];
+    float *got = NULL;
+    EXPECT(bk_h5_read_f32(&f, "x", &nd, d, &got) == BK_OK, "%s", bk_last_error());
+    EXPECT(got && nd == 2 && d[0] == 2 && d[1] == 3 && memcmp(got, v, sizeof v) == 0, "x read wrong");
+    free(got);
+    bk_h5_close(&f, false);
+    cleanup();
+}
+
 BK_TEST_MAIN(BK_TEST(save_load_is_bit_identical), BK_TEST(loading_is_strict),
-             BK_TEST(flipped_bit_is_detected), BK_TEST(bad_files_are_refused))
+             BK_TEST(flipped_bit_is_detected), BK_TEST(bad_files_are_refused), BK_TEST(old_format_only_as_data))
