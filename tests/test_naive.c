@@ -1131,6 +1131,33 @@ static void mean_hw(void) {
     run_mean_hw((bk_shape){2, 17, 64, 96}, 4);
 }
 
+/* At inference a 3x3 conv to at most 3 channels runs as a 1x1 conv to its 9 taps and a
+ * shift-and-add: against oneDNN's kernel (the recorded path), borders and odd sizes included. */
+static void conv2d_narrow_inference(void) {
+    bk_ctx *ctx = bk_test_ctx();
+    const struct {
+        int ci, oc;
+        bool bias;
+        bk_shape x;
+    } cs[3] = {{40, 3, true, {1, 40, 37, 53}}, {16, 1, false, {2, 16, 20, 16}}, {5, 2, true, {1, 5, 7, 9}}};
+    for (int k = 0; k < 3; k++) {
+        bk_tensor *x = bk_test_tensor(ctx, cs[k].x, -1, 1, 70 + k);
+        bk_tensor *w = bk_test_tensor(ctx, (bk_shape){cs[k].oc, cs[k].ci, 3, 3}, -0.2f, 0.2f, 80 + k);
+        bk_tensor *b = cs[k].bias ? bk_test_tensor(ctx, (bk_shape){1, cs[k].oc, 1, 1}, -1, 1, 90 + k) : NULL;
+        bool prev = bk_set_grad_enabled(ctx, false);
+        bk_tensor *got = bk_conv2d(ctx, x, w, b, bk_conv_opts_make(1, 1, 1), bk_act_none(), NULL);
+        bk_set_grad_enabled(ctx, true);
+        x->requires_grad = true; /* recorded: oneDNN's kernel */
+        bk_tensor *want = bk_conv2d(ctx, x, w, b, bk_conv_opts_make(1, 1, 1), bk_act_none(), NULL);
+        bk_set_grad_enabled(ctx, prev);
+        char what[64];
+        snprintf(what, sizeof what, "3x3 conv %d -> %d at inference", cs[k].ci, cs[k].oc);
+        EXPECT(bk_same_shape(got, want), "%s: shape", what);
+        if (bk_same_shape(got, want)) EXPECT_CLOSE(what, got->data, want->data, (size_t)bk_numel(want), 1e-5);
+        bk_step_end(ctx);
+    }
+}
+
 /* The one-pass inference blend (AMPN's reconstruction) against the same computation through
  * the ops one by one: 1x1 conv pairs of several widths, upsampling by 1 and 2, with and without
  * a mask upsampled by 4, widths that are not a multiple of the 16-pixel block, two images. */
@@ -1179,7 +1206,7 @@ static void detail_blend_fused(void) {
     }
 }
 
-BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(detail_blend_fused), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
+BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv2d_narrow_inference), BK_TEST(detail_blend_fused), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
              BK_TEST(conv2d_fused), BK_TEST(conv_transpose2d), BK_TEST(instance_norm),
              BK_TEST(instance_norm_large), BK_TEST(eltwise), BK_TEST(broadcast_c13),
              BK_TEST(broadcast_c17), BK_TEST(broadcast_large), BK_TEST(reduce_c13),
