@@ -187,6 +187,10 @@ static inline bk_tensor *bk_up2(bk_ctx *ctx, bk_tensor *x) {
 static inline bk_tensor *bk_up4(bk_ctx *ctx, bk_tensor *x) {
     return bk_resample_factor(ctx, x, 4.0, BK_RESAMPLE_BILINEAR);
 }
+/* The taps of bk_resample_factor(x, factor, BILINEAR) along one axis of `in` pixels, for a
+ * kernel that fuses the upsampling into its own loop: output index i (of in * factor) is
+ * w0[i] * x[i0[i]] + w1[i] * x[i1[i]]. Arrays of in * factor entries. */
+void bk_bilinear_up_taps(int64_t in, int factor, int64_t *i0, int64_t *i1, float *w0, float *w1);
 /* Bilinear x0.5: the mean of each 2x2 block (odd sizes: floor, as avg_pool2d). */
 static inline bk_tensor *bk_down2(bk_ctx *ctx, bk_tensor *x) {
     return bk_resample_factor(ctx, x, 0.5, BK_RESAMPLE_BILINEAR);

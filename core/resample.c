@@ -251,6 +251,17 @@ static void apply(bk_ctx *ctx, const taps *th, const taps *tw, const bk_tensor *
     apply_raw(th, tw, x->n, x->c, x->data, tmp, y->data);
 }
 
+void bk_bilinear_up_taps(int64_t in, int factor, int64_t *i0, int64_t *i1, float *w0, float *w1) {
+    taps t;
+    bilinear_taps(&t, in, in * factor, (float)(1.0 / factor));
+    for (int64_t i = 0; i < in * factor; i++) {
+        const int64_t k = t.start[i];
+        i0[i] = t.idx[k], w0[i] = t.wt[k];
+        i1[i] = t.idx[k + 1], w1[i] = t.wt[k + 1];
+    }
+    taps_free(&t);
+}
+
 void bk_resize_image(const float *src, int64_t h, int64_t w, int64_t c, float *dst, int64_t oh,
                      int64_t ow, bk_resample_mode mode) {
     taps th, tw;

@@ -41,12 +41,18 @@ typedef struct bk_conv_layer {
 /* Conv2d(cin, cout, k, stride, pad, groups, bias); weights initialised by `init`, bias 0. */
 bk_conv_layer bk_conv_layer_make(bk_ctx *ctx, bk_params *ps, const char *name, int cin, int cout,
                                  int k, int stride, int pad, int groups, bool bias, bk_init init);
-/* conv2(act(conv1(x))) for two 1x1 convs (stride 1, no padding, ungrouped) with LeakyReLU
- * `slope` between them, as one pass over the pixels with the hidden values in registers:
- * the inference path (nothing recorded) of small per-pixel MLPs, where oneDNN's 1x1 kernels
- * with 3 or 16 channels spend their time on memory. Not recorded. */
-bk_tensor *bk_conv1x1_pair_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slope, const bk_conv_layer *l2,
-                                 const bk_tensor *x);
+/* Inference only (not recorded), one pass over the output (N, C, H, W):
+ *   y = base + high * ft(up(src)),   then with a mask:   y = y + up_m(mask) * (image - y)
+ * where ft = l2(LeakyReLU_slope(l1(.))) is a pair of 1x1 convs (stride 1, no padding,
+ * ungrouped; at most 64 channels) computed with the hidden values in registers, up is bilinear
+ * upsampling by src_factor (1: none) and up_m by mask_factor, both as bk_resample_factor; mask
+ * has one channel; image has the output's shape. The sums and products of the recorded ops
+ * one by one (bk_up2, the convs, bk_mul, bk_add, bk_sub), in one pass instead of up to eight
+ * over full-resolution tensors, where oneDNN's 1x1 kernels with 3 or 16 channels and the
+ * elementwise ops spend their time on memory: AMPN's reconstruction. */
+bk_tensor *bk_detail_blend_infer(bk_ctx *ctx, const bk_conv_layer *l1, float slope, const bk_conv_layer *l2,
+                                 const bk_tensor *base, const bk_tensor *high, const bk_tensor *src, int src_factor,
+                                 const bk_tensor *mask, int mask_factor, const bk_tensor *image);
 /* A residual block's last conv, act(conv(x) + residual): when nothing is recorded the result
  * is written over `residual` (which the caller must not use afterwards), otherwise as
  * bk_conv_layer_fwd. */

@@ -61,13 +61,8 @@ static void make_ft(bk_ctx *ctx, bk_params *ps, bk_conv_layer *ft, const char *n
 
 static bk_tensor *ft_fwd(bk_ctx *ctx, const bk_conv_layer *ft, const char *name, bk_tensor *x) {
     bk_block_begin(ctx, name);
-    bk_tensor *y;
-    if (!ctx->grad_enabled) { /* inference: one pass, nothing to record */
-        y = bk_conv1x1_pair_infer(ctx, &ft[0], SLOPE, &ft[1], x);
-    } else {
-        y = bk_conv_layer_fwd(ctx, &ft[0], x, bk_act_leaky_relu(SLOPE), NULL);
-        y = bk_conv_layer_fwd(ctx, &ft[1], y, bk_act_none(), NULL);
-    }
+    bk_tensor *y = bk_conv_layer_fwd(ctx, &ft[0], x, bk_act_leaky_relu(SLOPE), NULL);
+    y = bk_conv_layer_fwd(ctx, &ft[1], y, bk_act_none(), NULL);
     bk_block_end(ctx, name, y);
     return y;
 }
@@ -156,11 +151,18 @@ static void forward(bk_ctx *ctx, const void *impl, bk_tensor *x, const bk_forwar
         mr = bk_add(ctx, mr, attend(ctx, a, &a->att_ref, r, tr));
     }
     bk_block_begin(ctx, "reconstruct");
-    bk_tensor *level1 = bk_add(ctx, bk_lap_up(ctx, bl, h1->h, h1->w), bk_mul(ctx, h1, ft_fwd(ctx, a->ft1, "ft1", mr)));
-    bk_tensor *b_int = bk_add(ctx, bk_lap_up(ctx, level1, h0->h, h0->w),
-                              bk_mul(ctx, h0, ft_fwd(ctx, a->ft0, "ft0", bk_up2(ctx, mr))));
-    bk_tensor *m0 = bk_up4(ctx, ml);
-    out->y = bk_add(ctx, b_int, bk_mul(ctx, m0, bk_sub(ctx, x, b_int)));
+    if (!ctx->grad_enabled) { /* inference: each level in one pass, nothing to record */
+        bk_tensor *level1 = bk_detail_blend_infer(ctx, &a->ft1[0], SLOPE, &a->ft1[1], bk_lap_up(ctx, bl, h1->h, h1->w),
+                                                  h1, mr, 1, NULL, 1, NULL);
+        out->y = bk_detail_blend_infer(ctx, &a->ft0[0], SLOPE, &a->ft0[1], bk_lap_up(ctx, level1, h0->h, h0->w), h0,
+                                       mr, 2, ml, 4, x);
+    } else {
+        bk_tensor *level1 = bk_add(ctx, bk_lap_up(ctx, bl, h1->h, h1->w), bk_mul(ctx, h1, ft_fwd(ctx, a->ft1, "ft1", mr)));
+        bk_tensor *b_int = bk_add(ctx, bk_lap_up(ctx, level1, h0->h, h0->w),
+                                  bk_mul(ctx, h0, ft_fwd(ctx, a->ft0, "ft0", bk_up2(ctx, mr))));
+        bk_tensor *m0 = bk_up4(ctx, ml);
+        out->y = bk_add(ctx, b_int, bk_mul(ctx, m0, bk_sub(ctx, x, b_int)));
+    }
     bk_block_end(ctx, "reconstruct", out->y);
     out->aux = ml;
 }

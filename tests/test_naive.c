@@ -1131,36 +1131,82 @@ static void mean_hw(void) {
     run_mean_hw((bk_shape){2, 17, 64, 96}, 4);
 }
 
-/* The inference fast path of two 1x1 convs with LeakyReLU between (AMPN's ft0 / ft1) against
- * the same computation through the conv ops, on odd sizes and a block-unaligned pixel count. */
-static void conv1x1_pair_fused(void) {
+/* At inference a 3x3 conv to at most 3 channels runs as a 1x1 conv to its 9 taps and a
+ * shift-and-add: against oneDNN's kernel (the recorded path), borders and odd sizes included. */
+static void conv2d_narrow_inference(void) {
     bk_ctx *ctx = bk_test_ctx();
-    const int cfg[3][3] = {{3, 16, 3}, {5, 24, 7}, {1, 64, 2}};
-    const bk_shape xs[3] = {{2, 3, 7, 9}, {1, 5, 4, 6}, {3, 1, 5, 3}};
+    const struct {
+        int ci, oc;
+        bool bias;
+        bk_shape x;
+    } cs[3] = {{40, 3, true, {1, 40, 37, 53}}, {16, 1, false, {2, 16, 20, 16}}, {5, 2, true, {1, 5, 7, 9}}};
     for (int k = 0; k < 3; k++) {
+        bk_tensor *x = bk_test_tensor(ctx, cs[k].x, -1, 1, 70 + k);
+        bk_tensor *w = bk_test_tensor(ctx, (bk_shape){cs[k].oc, cs[k].ci, 3, 3}, -0.2f, 0.2f, 80 + k);
+        bk_tensor *b = cs[k].bias ? bk_test_tensor(ctx, (bk_shape){1, cs[k].oc, 1, 1}, -1, 1, 90 + k) : NULL;
+        bool prev = bk_set_grad_enabled(ctx, false);
+        bk_tensor *got = bk_conv2d(ctx, x, w, b, bk_conv_opts_make(1, 1, 1), bk_act_none(), NULL);
+        bk_set_grad_enabled(ctx, true);
+        x->requires_grad = true; /* recorded: oneDNN's kernel */
+        bk_tensor *want = bk_conv2d(ctx, x, w, b, bk_conv_opts_make(1, 1, 1), bk_act_none(), NULL);
+        bk_set_grad_enabled(ctx, prev);
+        char what[64];
+        snprintf(what, sizeof what, "3x3 conv %d -> %d at inference", cs[k].ci, cs[k].oc);
+        EXPECT(bk_same_shape(got, want), "%s: shape", what);
+        if (bk_same_shape(got, want)) EXPECT_CLOSE(what, got->data, want->data, (size_t)bk_numel(want), 1e-5);
+        bk_step_end(ctx);
+    }
+}
+
+/* The one-pass inference blend (AMPN's reconstruction) against the same computation through
+ * the ops one by one: 1x1 conv pairs of several widths, upsampling by 1 and 2, with and without
+ * a mask upsampled by 4, widths that are not a multiple of the 16-pixel block, two images. */
+static void detail_blend_fused(void) {
+    bk_ctx *ctx = bk_test_ctx();
+    const struct {
+        int c, mid, sf, mf;
+        bool bias2;
+        bk_shape out;
+    } cs[4] = {{3, 16, 1, 0, true, {2, 3, 12, 20}},
+               {3, 16, 2, 4, true, {2, 3, 16, 36}},
+               {5, 24, 2, 0, false, {1, 5, 10, 6}},
+               {1, 64, 1, 2, true, {3, 1, 6, 18}}};
+    for (int k = 0; k < 4; k++) {
+        const int C = cs[k].c, sf = cs[k].sf, mf = cs[k].mf;
+        const bk_shape o = cs[k].out;
         bk_params ps = {0};
         bk_rng rng;
         bk_rng_seed(&rng, 11 + k);
         bk_init he = {BK_INIT_HE, 0.01f, &rng};
-        bk_conv_layer l1 = bk_conv_layer_make(ctx, &ps, "a", cfg[k][0], cfg[k][1], 1, 1, 0, 1, true, he);
-        bk_conv_layer l2 = bk_conv_layer_make(ctx, &ps, "b", cfg[k][1], cfg[k][2], 1, 1, 0, 1, k != 2, he);
-        bk_test_fill_uniform(l1.b->data, (size_t)cfg[k][1], -0.5f, 0.5f, 5 + k);
-        if (l2.b) bk_test_fill_uniform(l2.b->data, (size_t)cfg[k][2], -0.5f, 0.5f, 7 + k);
-        bk_tensor *x = bk_test_tensor(ctx, xs[k], -1, 1, 3 + k);
+        bk_conv_layer l1 = bk_conv_layer_make(ctx, &ps, "a", C, cs[k].mid, 1, 1, 0, 1, true, he);
+        bk_conv_layer l2 = bk_conv_layer_make(ctx, &ps, "b", cs[k].mid, C, 1, 1, 0, 1, cs[k].bias2, he);
+        bk_test_fill_uniform(l1.b->data, (size_t)cs[k].mid, -0.5f, 0.5f, 5 + k);
+        if (l2.b) bk_test_fill_uniform(l2.b->data, (size_t)C, -0.5f, 0.5f, 7 + k);
+        bk_tensor *base = bk_test_tensor(ctx, o, -1, 1, 20 + k), *high = bk_test_tensor(ctx, o, -1, 1, 30 + k);
+        bk_tensor *src = bk_test_tensor(ctx, (bk_shape){o.n, C, o.h / sf, o.w / sf}, -1, 1, 40 + k);
+        bk_tensor *mask = mf ? bk_test_tensor(ctx, (bk_shape){o.n, 1, o.h / mf, o.w / mf}, 0, 1, 50 + k) : NULL;
+        bk_tensor *image = mf ? bk_test_tensor(ctx, o, 0, 1, 60 + k) : NULL;
         bool prev = bk_set_grad_enabled(ctx, false);
-        bk_tensor *want = bk_conv_layer_fwd(ctx, &l2, bk_conv_layer_fwd(ctx, &l1, x, bk_act_leaky_relu(0.01f), NULL),
-                                            bk_act_none(), NULL);
-        bk_tensor *got = bk_conv1x1_pair_infer(ctx, &l1, 0.01f, &l2, x);
+        bk_tensor *up = sf == 1 ? src : bk_resample_factor(ctx, src, sf, BK_RESAMPLE_BILINEAR);
+        bk_tensor *f = bk_conv_layer_fwd(ctx, &l2, bk_conv_layer_fwd(ctx, &l1, up, bk_act_leaky_relu(0.01f), NULL),
+                                         bk_act_none(), NULL);
+        bk_tensor *want = bk_add(ctx, base, bk_mul(ctx, high, f));
+        if (mask) {
+            bk_tensor *m = bk_resample_factor(ctx, mask, mf, BK_RESAMPLE_BILINEAR);
+            want = bk_add(ctx, want, bk_mul(ctx, m, bk_sub(ctx, image, want)));
+        }
+        bk_tensor *got = bk_detail_blend_infer(ctx, &l1, 0.01f, &l2, base, high, src, sf, mask, mf ? mf : 1, image);
         bk_set_grad_enabled(ctx, prev);
-        char what[64];
-        snprintf(what, sizeof what, "conv1x1 pair %d->%d->%d", cfg[k][0], cfg[k][1], cfg[k][2]);
+        char what[96];
+        snprintf(what, sizeof what, "blend %d->%d->%d, up %d, mask up %d", C, cs[k].mid, C, sf, mf);
         EXPECT(bk_same_shape(got, want), "%s: shape", what);
         if (bk_same_shape(got, want)) EXPECT_CLOSE(what, got->data, want->data, (size_t)bk_numel(want), 1e-5);
         bk_params_free(ctx, &ps);
+        bk_step_end(ctx);
     }
 }
 
-BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv1x1_pair_fused), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
+BK_TEST_MAIN(BK_TEST(conv2d_plain), BK_TEST(conv2d_narrow_inference), BK_TEST(detail_blend_fused), BK_TEST(conv2d_groups), BK_TEST(conv2d_depthwise),
              BK_TEST(conv2d_fused), BK_TEST(conv_transpose2d), BK_TEST(instance_norm),
              BK_TEST(instance_norm_large), BK_TEST(eltwise), BK_TEST(broadcast_c13),
              BK_TEST(broadcast_c17), BK_TEST(broadcast_large), BK_TEST(reduce_c13),
