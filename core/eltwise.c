@@ -38,6 +38,13 @@ static bk_tensor *node(bk_ctx *ctx, bk_op op, bk_tensor *a, bk_tensor *b) {
         for (int64_t i = 0; i < n; i++) { body; }                                 \
     } while (0)
 
+/* v limited to [lo, hi], NaN giving lo as fmaxf / fminf do, written so that it vectorises (GCC
+ * calls libm's fmaxf and fminf for every element otherwise: 2.6% of an AMPN train step). */
+static inline float clampf(float v, float lo, float hi) {
+    v = v > lo ? v : lo;
+    return v < hi ? v : hi;
+}
+
 /* y = EXPR(in[i]) element-wise, recorded as OP with source x. */
 #define UNARY_OP(fname, OP, EXPR)                        \
     bk_tensor *fname(bk_ctx *ctx, bk_tensor *x) {        \
@@ -67,7 +74,7 @@ UNARY_OP(bk_abs, BK_OP_ABS, fabsf(in[i]))
 UNARY_OP(bk_sign, BK_OP_SIGN, (float)(in[i] > 0.0f) - (float)(in[i] < 0.0f))
 UNARY_OP(bk_square, BK_OP_SQUARE, in[i] * in[i])
 UNARY_OP(bk_sqrt, BK_OP_SQRT, sqrtf(in[i]))
-UNARY_OP(bk_hardswish, BK_OP_HARDSWISH, in[i] * fminf(fmaxf(in[i] + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f))
+UNARY_OP(bk_hardswish, BK_OP_HARDSWISH, in[i] * clampf(in[i] + 3.0f, 0.0f, 6.0f) * (1.0f / 6.0f))
 UNARY_OP(bk_sigmoid, BK_OP_SIGMOID, 1.0f / (1.0f + expf(-in[i])))
 UNARY_OP(bk_tanh, BK_OP_TANH, tanhf(in[i]))
 UNARY_OP(bk_exp, BK_OP_EXP, expf(in[i]))
@@ -126,7 +133,7 @@ bk_tensor *bk_clamp(bk_ctx *ctx, bk_tensor *x, float lo, float hi) {
     const float *restrict in = x->data;
     float *restrict out = y->data;
     int64_t n = bk_numel(x);
-    ELTWISE(n, out[i] = fminf(fmaxf(in[i], lo), hi));
+    ELTWISE(n, out[i] = clampf(in[i], lo, hi));
     bk_record(ctx, y);
     return y;
 }
