@@ -2,6 +2,7 @@
 #include "core/arena.h"
 
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "core/error.h"
@@ -30,20 +31,37 @@ static bk_arena_chunk *chunk_new(bk_arena *a, size_t size) {
     return c;
 }
 
-static void chunks_free(bk_arena *a) {
-    bk_arena_chunk *c = a->chunks;
+static void list_free(bk_arena_chunk *c) {
     while (c) {
         bk_arena_chunk *next = c->next;
         free(c->base);
         free(c);
         c = next;
     }
-    a->chunks = NULL;
+}
+
+static void chunks_free(bk_arena *a) {
+    list_free(a->chunks);
+    list_free(a->spare);
+    a->chunks = a->spare = NULL;
     a->reserved = 0;
 }
 
+/* The smallest spare chunk of at least `need` bytes, taken off the spare list; NULL if none. */
+static bk_arena_chunk *take_spare(bk_arena *a, size_t need) {
+    bk_arena_chunk **best = NULL;
+    for (bk_arena_chunk **p = &a->spare; *p; p = &(*p)->next)
+        if ((*p)->size >= need && (!best || (*p)->size < (*best)->size)) best = p;
+    if (!best) return NULL;
+    bk_arena_chunk *c = *best;
+    *best = c->next;
+    c->next = NULL;
+    c->top = 0;
+    return c;
+}
+
 void bk_arena_init(bk_arena *a, size_t chunk_min) {
-    a->chunks = NULL;
+    a->chunks = a->spare = NULL;
     a->used = a->peak = a->reserved = 0;
     a->chunk_min = chunk_min ? chunk_min : ((size_t)64 << 20);
 }
@@ -54,7 +72,8 @@ void *bk_arena_alloc(bk_arena *a, size_t bytes) {
     bk_arena_chunk *c = a->chunks;
     if (!c || c->size - c->top < need) {
         size_t size = need > a->chunk_min ? need : a->chunk_min;
-        bk_arena_chunk *fresh = chunk_new(a, size);
+        bk_arena_chunk *fresh = take_spare(a, need);
+        if (!fresh) fresh = chunk_new(a, size);
         fresh->next = a->chunks;
         a->chunks = c = fresh;
     }
@@ -70,15 +89,23 @@ bk_arena_pos bk_arena_mark(const bk_arena *a) {
 }
 
 void bk_arena_release(bk_arena *a, bk_arena_pos pos) {
-    if (!pos.chunk || a->chunks != pos.chunk) return;
-    pos.chunk->top = pos.top;
+    bool live = pos.chunk == NULL;
+    for (bk_arena_chunk *c = a->chunks; c && !live; c = c->next) live = c == pos.chunk;
+    if (!live) return; /* a mark from before a reset: nothing of it is left to give back */
+    while (a->chunks && a->chunks != pos.chunk) { /* added since the mark: set aside */
+        bk_arena_chunk *c = a->chunks;
+        a->chunks = c->next;
+        c->next = a->spare;
+        a->spare = c;
+    }
+    if (pos.chunk) pos.chunk->top = pos.top;
     a->used = pos.used;
 }
 
 void bk_arena_reset(bk_arena *a) {
     /* More than one chunk means the step outgrew the arena: replace them by one block of the
      * peak size so the next step fits without allocating. */
-    if (a->chunks && a->chunks->next) {
+    if ((a->chunks && a->chunks->next) || a->spare) {
         size_t size = a->peak > a->chunk_min ? a->peak : a->chunk_min;
         chunks_free(a);
         a->chunks = chunk_new(a, size);

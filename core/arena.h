@@ -17,6 +17,7 @@ typedef struct bk_arena_chunk bk_arena_chunk;
 
 typedef struct bk_arena {
     bk_arena_chunk *chunks; /* newest first; allocations come from the head */
+    bk_arena_chunk *spare;  /* chunks a release emptied, reused before any new one */
     size_t used;            /* bytes handed out since the last reset (with alignment) */
     size_t peak;            /* the largest `used` ever seen */
     size_t reserved;        /* bytes held in chunks */
@@ -33,8 +34,9 @@ typedef struct bk_arena_pos {
     size_t top, used;
 } bk_arena_pos;
 bk_arena_pos bk_arena_mark(const bk_arena *a);
-/* Gives back what was allocated since `pos`, if it all came from the same chunk (otherwise
- * it stays until the reset). */
+/* Gives back what was allocated since `pos`. Chunks that were added since are kept aside, with
+ * their pages, for the next allocations that do not fit: per-op scratch of the same size run
+ * again and again (a convolution timed on its first call) touches the same memory each time. */
 void bk_arena_release(bk_arena *a, bk_arena_pos pos);
 /* Releases everything allocated since the last reset. */
 void bk_arena_reset(bk_arena *a);

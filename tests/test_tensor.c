@@ -67,6 +67,33 @@ static void arena_consolidates_and_reuses(void) {
     bk_arena_free(&a);
 }
 
+/* Scratch released after it outgrew the current chunk: run again, it gets the same memory
+ * (its pages already touched), not a new chunk each time; the reset folds everything. */
+static void arena_release_reuses_outgrown_scratch(void) {
+    bk_arena a;
+    bk_arena_init(&a, 1 << 20);
+    bk_arena_alloc(&a, 600 << 10);
+    void *first = NULL;
+    size_t reserved = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        bk_arena_pos mark = bk_arena_mark(&a);
+        void *p = bk_arena_alloc(&a, 3 << 20); /* larger than what is left, and than a chunk */
+        void *q = bk_arena_alloc(&a, 100 << 10);
+        EXPECT(((uintptr_t)p & 63) == 0 && ((uintptr_t)q & 63) == 0, "unaligned scratch");
+        if (rep == 0) first = p, reserved = a.reserved;
+        EXPECT(p == first, "run %d: the scratch moved (%p, first %p)", rep, p, first);
+        EXPECT(a.reserved == reserved, "run %d: the arena grew %zu -> %zu", rep, reserved, a.reserved);
+        bk_arena_release(&a, mark);
+        EXPECT(a.used == (600 << 10), "run %d: %zu bytes in use after the release", rep, a.used);
+    }
+    void *after = bk_arena_alloc(&a, 200 << 10); /* fits the first chunk again */
+    EXPECT(after != first, "the released chunk is still the head");
+    bk_arena_reset(&a);
+    EXPECT(a.reserved >= a.peak && a.reserved < a.peak + (1 << 20) && a.peak >= (3 << 20),
+           "after the reset: %zu reserved for a peak of %zu", a.reserved, a.peak);
+    bk_arena_free(&a);
+}
+
 static void step_end_releases_everything(void) {
     bk_ctx *ctx = bk_test_ctx();
     bk_tensor *x = bk_test_tensor(ctx, (bk_shape){2, 3, 8, 8}, -1, 1, 1);
@@ -152,6 +179,6 @@ static void primitives_and_weights_are_reused(void) {
 }
 
 BK_TEST_MAIN(BK_TEST(nchw_roundtrip_and_offsets), BK_TEST(shapes_and_helpers),
-             BK_TEST(arena_consolidates_and_reuses), BK_TEST(step_end_releases_everything),
+             BK_TEST(arena_consolidates_and_reuses), BK_TEST(arena_release_reuses_outgrown_scratch), BK_TEST(step_end_releases_everything),
              BK_TEST(persistent_accounting), BK_TEST(cache_grows_and_finds),
              BK_TEST(primitives_and_weights_are_reused))
