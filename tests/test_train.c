@@ -534,6 +534,11 @@ static void check_outputs(const bk_train_result *r, const run_check *k, csv *log
     /* checkpoints */
     bk_ctx ctx;
     if (bk_ctx_init(&ctx) != BK_OK) return;
+    /* best.h5 is at a step of the highest validation PSNR in log.csv (not always the last) */
+    double best = -INFINITY;
+    int vp = k->validated ? csv_col(log, "val_psnr") : 0;
+    for (int i = 0; k->validated && i < log->nrows; i++)
+        if (log->v[i][vp] > best) best = log->v[i][vp];
     const char *names[] = {"last.h5", "best.h5"};
     for (int i = 0; i < (k->validated ? 2 : 1); i++) {
         snprintf(path, sizeof path, "%s/ckpt/%s", r->run_dir, names[i]);
@@ -544,7 +549,16 @@ static void check_outputs(const bk_train_result *r, const run_check *k, csv *log
             bk_model_free(&ctx, m);
         }
         int64_t step = -1;
-        EXPECT(attr_int(path, "step", &step) && step == k->steps, "%s: step %" PRId64, path, step);
+        bool read = attr_int(path, "step", &step);
+        if (i == 0) {
+            EXPECT(read && step == k->steps, "%s: step %" PRId64, path, step);
+            continue;
+        }
+        double at = NAN; /* the logged PSNR of best.h5's step */
+        for (int j = 0; j < log->nrows; j++)
+            if (log->v[j][0] == step) at = log->v[j][vp];
+        EXPECT(read && at == best, "%s: step %" PRId64 " with val PSNR %g; the best in log.csv is %g", path, step, at,
+               best);
     }
     bk_ctx_free(&ctx);
     /* samples */
