@@ -60,33 +60,6 @@
 
 /* ---------------------------------------------------------------- files */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
 static void write_file(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     BK_CHECK(f && fwrite(data, 1, len, f) == len && fclose(f) == 0, "cannot write %s", path);
@@ -96,7 +69,7 @@ static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
 static bool same_file(const char *a, const char *b) {
     size_t na = 0, nb = 0;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    char *x = bk_test_read_file(a, &na), *y = bk_test_read_file(b, &nb);
     bool same = x && y && na == nb && !memcmp(x, y, na);
     free(x);
     free(y);
@@ -105,7 +78,7 @@ static bool same_file(const char *a, const char *b) {
 
 static void copy_file(const char *from, const char *to) {
     size_t n;
-    char *d = read_file(from, &n);
+    char *d = bk_test_read_file(from, &n);
     BK_CHECK(d, "cannot read %s", from);
     write_file(to, d, n);
     free(d);
@@ -247,8 +220,8 @@ static run_out run(const env *e, const char *tag, const char *prog, const char *
     snprintf(err, sizeof err, "%s/%s.err", e->dir, tag);
     run_out r;
     r.status = bk_fault_run(argv, out, err, rules, n, 600);
-    r.out = read_file(out, NULL);
-    r.err = read_file(err, NULL);
+    r.out = bk_test_read_file(out, NULL);
+    r.err = bk_test_read_file(err, NULL);
     const char *san = sanitizer_report(r.err);
     EXPECT(!san, "%s %s: a sanitizer report (%s):\n%s", prog, tag, san, r.err);
     return r;
@@ -377,7 +350,7 @@ static void log_csv_hits_a_full_disk(void) {
     run_free(&r);
     resume_to(&e, "again", 3);
     /* every step once */
-    char *log = read_file(file, NULL);
+    char *log = bk_test_read_file(file, NULL);
     int steps[16], n = 0;
     for (char *line = log ? strchr(log, '\n') : NULL; line && line[1] && n < 16; line = strchr(line + 1, '\n'))
         steps[n++] = atoi(line + 1);
@@ -607,7 +580,7 @@ static char *checkpoint_blob(const char *path, size_t *len) {
 
 /* The steps and loss strings of log.csv, in order. */
 static int log_rows(const char *path, int *steps, char (*loss)[32], int max) {
-    char *t = read_file(path, NULL);
+    char *t = bk_test_read_file(path, NULL);
     int n = 0;
     for (char *line = t ? strchr(t, '\n') : NULL; line && line[1] && n < max; line = strchr(line + 1, '\n')) {
         steps[n] = atoi(line + 1);
@@ -658,10 +631,10 @@ static void kill_9_then_resume(void) {
     env_open(&e, body);
     char h[64];
     /* the uninterrupted run */
-    double t0 = now();
+    double t0 = bk_test_now();
     run_out r = run(&e, "whole", "train", (const char *[]){"--config", e.cfg, "--no-progress", "--set", "run.name=whole", NULL},
                     NULL, 0);
-    double period = (now() - t0) / STEPS;
+    double period = (bk_test_now() - t0) / STEPS;
     bool ok = exited(&r, 0);
     EXPECT(ok, "the uninterrupted run: %s: %s", how(&r, h, sizeof h), r.err ? r.err : "");
     run_free(&r);
@@ -704,20 +677,20 @@ static void kill_9_then_resume(void) {
             int target = (int)s + 1 + rand() % (2 * K);
             if (target > STEPS - 3) target = STEPS - 3;
             int delay = rand() % (int)(1000 * period + 1);
-            double t1 = now();
-            while (now() - t1 < 600) {
+            double t1 = bk_test_now();
+            while (bk_test_now() - t1 < 600) {
                 if (waitpid(pid, &status, WNOHANG) == pid) {
                     ended = true;
                     break;
                 }
-                char *o = read_file(out, NULL);
+                char *o = bk_test_read_file(out, NULL);
                 int at = printed_step(o, true);
                 free(o);
                 if (at >= target) break;
-                sleep_ms(2);
+                bk_test_sleep_ms(2);
             }
             if (!ended) {
-                sleep_ms(delay);
+                bk_test_sleep_ms(delay);
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
                 kills++;
@@ -725,7 +698,7 @@ static void kill_9_then_resume(void) {
             EXPECT(!ended || (WIFEXITED(status) && WEXITSTATUS(status) == 0), "kill %d: train ended by itself (status %d)",
                    i, status);
             if (ended) break;
-            char *o = read_file(out, NULL);
+            char *o = bk_test_read_file(out, NULL);
             reached = printed_step(o, true);
             int first = printed_step(o, false);
             EXPECT(first == s + 1, "run %d started at step %d, want %" PRId64 " (the checkpoint's + 1)", i, first, s + 1);
@@ -739,10 +712,10 @@ static void kill_9_then_resume(void) {
                    reached, delay, after, reached - after);
             s = after;
         } else {
-            double t1 = now();
-            while (waitpid(pid, &status, WNOHANG) != pid && now() - t1 < 600) sleep_ms(10);
+            double t1 = bk_test_now();
+            while (waitpid(pid, &status, WNOHANG) != pid && bk_test_now() - t1 < 600) bk_test_sleep_ms(10);
             EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the final resume: status %d", status);
-            char *o = read_file(out, NULL);
+            char *o = bk_test_read_file(out, NULL);
             EXPECT(printed_step(o, false) == s + 1, "the final run started at step %d, want %" PRId64,
                    printed_step(o, false), s + 1);
             free(o);
@@ -1046,7 +1019,7 @@ static void damaged_checkpoints_are_refused_never_misread(void) {
         return;
     }
     damage *cases = calloc(FLIPS + TRUNCATIONS, sizeof *cases);
-    double t0 = now();
+    double t0 = bk_test_now();
     int n = sweep(&e, cases);
     int count[2][256] = {{0}}; /* [flip/truncation][verdict] */
     int meta_refused = 0, data_refused = 0, judged[2] = {0, 0};
@@ -1072,7 +1045,7 @@ static void damaged_checkpoints_are_refused_never_misread(void) {
            "read), %d different, %d refused without the file's name\n",
            judged[0], count[0]['R'], data_refused, meta_refused, count[0]['S'], count[0]['D'], count[0]['N']);
     printf("    %d truncations: %d refused, %d read; no crash (%.1f s)\n", judged[1], count[1]['R'],
-           count[1]['S'] + count[1]['D'], now() - t0);
+           count[1]['S'] + count[1]['D'], bk_test_now() - t0);
     EXPECT(count[0]['R'] >= judged[0] / 2 && judged[0] > 0, "only %d of %d flips refused", count[0]['R'], judged[0]);
     /* bk_model_load itself on every truncation (refused before a model is made) and every
      * harmless flip (which must load the original) */

@@ -47,18 +47,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -69,25 +57,11 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
 /* The last `lines` lines of a file, indented (for failure reports). */
 static void print_tail(const char *path, int lines) {
-    char *t = read_all(path);
+    char *t = bk_test_read_file(path, NULL);
     if (!t) return;
     size_t n = strlen(t);
     const char *p = t + n;
@@ -242,19 +216,19 @@ static bool proc_start(const env *e, proc *p, const char *tag, const char *const
 /* Waits up to `seconds`; on timeout kills the process (SIGKILL) and reports. Returns the wait
  * status, or -1 on timeout. */
 static int proc_wait(proc *p, double seconds) {
-    double t0 = now();
+    double t0 = bk_test_now();
     int status = 0;
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) return status;
         if (r < 0 && errno != EINTR) return -1;
-        if (now() - t0 > seconds) {
+        if (bk_test_now() - t0 > seconds) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, &status, 0);
             bk_test_fail(__FILE__, __LINE__, "train did not finish in %.0f s (killed)", seconds);
             return -1;
         }
-        sleep_ms(20);
+        bk_test_sleep_ms(20);
     }
 }
 
@@ -262,8 +236,8 @@ static int run_train(const env *e, const char *tag, const char *const *args, dou
     proc p;
     if (!proc_start(e, &p, tag, args)) return -1;
     int status = proc_wait(&p, seconds);
-    if (out) *out = read_all(p.out);
-    if (err) *err = read_all(p.err);
+    if (out) *out = bk_test_read_file(p.out, NULL);
+    if (err) *err = bk_test_read_file(p.err, NULL);
     return status;
 }
 
@@ -281,7 +255,7 @@ typedef struct csv {
 
 static bool csv_read(const char *path, csv *c) {
     memset(c, 0, sizeof *c);
-    char *t = read_all(path);
+    char *t = bk_test_read_file(path, NULL);
     if (!t) return false;
     char *save = NULL;
     for (char *line = strtok_r(t, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -936,12 +910,12 @@ static uint64_t file_id(const char *path) {
 /* Waits until the file at `path` is a new one (not `old`, not absent); false on timeout or if the
  * process ended. */
 static bool wait_new_file(const char *path, uint64_t old, pid_t pid, double seconds) {
-    double t0 = now();
-    while (now() - t0 < seconds) {
+    double t0 = bk_test_now();
+    while (bk_test_now() - t0 < seconds) {
         uint64_t id = file_id(path);
         if (id && id != old) return true;
         if (waitpid(pid, NULL, WNOHANG) == pid) return false;
-        sleep_ms(2);
+        bk_test_sleep_ms(2);
     }
     return false;
 }
@@ -979,9 +953,9 @@ static void killed_runs_leave_a_loadable_checkpoint(void) {
         bool ok = wait_new_file(last, file_id(last), p.pid, 300);
         if (ok && period == 0) {
             /* the first run measures the checkpoint period (a step and its write) */
-            double t0 = now();
+            double t0 = bk_test_now();
             ok = wait_new_file(last, file_id(last), p.pid, 300);
-            period = now() - t0;
+            period = bk_test_now() - t0;
         }
         EXPECT(ok, "kill %d: train wrote no checkpoint", i);
         if (!ok) {
@@ -991,7 +965,7 @@ static void killed_runs_leave_a_loadable_checkpoint(void) {
             break;
         }
         int delay = rand() % (int)(1000 * 1.25 * period + 1);
-        sleep_ms(delay);
+        bk_test_sleep_ms(delay);
         kill(p.pid, SIGKILL);
         int status;
         waitpid(p.pid, &status, 0);
@@ -1087,7 +1061,7 @@ static void non_finite_steps_are_skipped_then_stop_the_run(void) {
     /* the skipped steps in the output, in a row, and the error naming the last */
     char out[256];
     snprintf(out, sizeof out, "%s/nan.out", e.dir);
-    char *text = read_all(out);
+    char *text = bk_test_read_file(out, NULL);
     int skipped[32], n_skipped = 0;
     for (const char *p = text; p && (p = strstr(p, "train: step ")); p++) {
         long long s;
@@ -1149,21 +1123,21 @@ static void ctrl_c_stops_with_status_130_and_a_checkpoint(void) {
     const char *args[] = {"--config", cfg, "--no-progress", NULL};
     proc p;
     if (!proc_start(&e, &p, "sigint", args)) return;
-    double t0 = now();
+    double t0 = bk_test_now();
     bool running = false;
-    while (now() - t0 < 300 && !running) {
-        char *out = read_all(p.out);
+    while (bk_test_now() - t0 < 300 && !running) {
+        char *out = bk_test_read_file(p.out, NULL);
         running = out && strstr(out, "\nstep 3 ");
         free(out);
         if (waitpid(p.pid, NULL, WNOHANG) == p.pid) break;
-        sleep_ms(10);
+        bk_test_sleep_ms(10);
     }
     EXPECT(running, "train did not reach step 3");
     kill(p.pid, SIGINT);
     int status = proc_wait(&p, 300);
     EXPECT(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 130, "status after SIGINT: %s %d",
            WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    char *out = read_all(p.out);
+    char *out = bk_test_read_file(p.out, NULL);
     long long at = -1, after = -2;
     const char *m1 = out ? strstr(out, "interrupted at step ") : NULL, *m2 = out ? strstr(out, "stopped after ") : NULL;
     EXPECT(m1 && sscanf(m1, "interrupted at step %lld", &at) == 1, "no \"interrupted at step\" message");
@@ -1209,7 +1183,7 @@ static void config_errors_surface_through_train(void) {
     write_config(&e, "unknown", body, cfg, sizeof cfg);
     int line = 1;
     {
-        char *t = read_all(cfg);
+        char *t = bk_test_read_file(cfg, NULL);
         char *at = t ? strstr(t, "\nssim_weight") : NULL;
         for (char *p = t; at && p <= at; p++) line += *p == '\n';
         free(t);

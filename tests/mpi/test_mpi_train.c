@@ -52,32 +52,6 @@ static char train_bin[PATH_MAX];
 
 /* ---------------------------------------------------------------- helpers */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
 static int count_of(const char *text, const char *what) {
     int n = 0;
     for (const char *p = text; p && (p = strstr(p, what)); p += strlen(what)) n++;
@@ -130,24 +104,24 @@ static bool start(proc *p, const char *tag, int ranks, const char *const *args) 
 
 /* The exit status (as from waitpid), or -1 after killing it at the time limit. */
 static int finish(proc *p, double seconds) {
-    double t0 = now();
+    double t0 = bk_test_now();
     int status = 0;
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) return status;
         if (r < 0 && errno != EINTR) return -1;
-        if (now() - t0 > seconds) {
+        if (bk_test_now() - t0 > seconds) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, &status, 0);
             printf("    %s: no end in %.0f s (killed)\n", p->out, seconds);
             return -1;
         }
-        sleep_ms(20);
+        bk_test_sleep_ms(20);
     }
 }
 
 static void print_file(const char *path) {
-    char *t = read_all(path);
+    char *t = bk_test_read_file(path, NULL);
     if (!t) return;
     printf("    --- %s\n%s", path, t);
     free(t);
@@ -286,7 +260,7 @@ static void expect_other_weights(const char *what, const char *got, const char *
 
 /* Column `col` (0-based) of the data rows of a log.csv, and the number of header lines. */
 static int log_column(const char *path, int col, double *v, int max, int *headers) {
-    char *t = read_all(path);
+    char *t = bk_test_read_file(path, NULL);
     int n = 0;
     *headers = 0;
     if (!t) return 0;
@@ -351,7 +325,7 @@ static void two_ranks_train_like_one_process(void) {
     /* rank 0 alone prints: one start line naming the ranks, one end line */
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/two_b2.out", dir);
-    char *out = read_all(path);
+    char *out = bk_test_read_file(path, NULL);
     EXPECT(out && count_of(out, "on 2 ranks (1 per rank)") == 1 && count_of(out, "train: finished after 10 steps") == 1 &&
                count_of(out, "train:") == 2 && count_of(out, "\nstep 10 ") == 1,
            "stdout of the 2-rank run is not rank 0's alone:\n%s", out ? out : "(none)");
@@ -413,7 +387,7 @@ static void resume_under_mpirun_continues_the_run(void) {
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/two_b4_resumed.out", dir);
-    char *out = read_all(path);
+    char *out = bk_test_read_file(path, NULL);
     EXPECT(out && count_of(out, "(resumed)") == 1 && count_of(out, "on 2 ranks (2 per rank)") == 1,
            "the resumed run's output:\n%s", out ? out : "(none)");
     free(out);
@@ -437,7 +411,7 @@ static void indivisible_batch_is_refused(void) {
     proc p;
     if (!start(&p, "odd", 2, args)) return;
     int st = finish(&p, 120);
-    char *err = read_all(p.err);
+    char *err = bk_test_read_file(p.err, NULL);
     EXPECT(st >= 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0), "batch 3 on 2 ranks: accepted or hung");
     EXPECT(err && strstr(err, "train.batch = 3") && strstr(err, "2 ranks") && strstr(err, "odd.ini"),
            "the refusal does not name train.batch, the config and the rank count:\n%s", err ? err : "(none)");
@@ -472,7 +446,7 @@ static void error_on_one_rank_ends_the_job(void) {
     proc p;
     if (!start(&p, "broken", 2, args)) return;
     int st = finish(&p, 300);
-    char *err = read_all(p.err);
+    char *err = bk_test_read_file(p.err, NULL);
     EXPECT(st >= 0, "the job did not end after the error");
     EXPECT(st >= 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0), "the job succeeded with %s cut short", bad);
     EXPECT(err && strstr(err, bad) && strstr(err, "of 2):"), "the error names neither the file nor the rank:\n%s",
@@ -497,7 +471,7 @@ static pid_t rank_pid(pid_t parent, int rank) {
         if (*end || pid <= 0) continue;
         char path[64];
         snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        char *stat = read_all(path);
+        char *stat = bk_test_read_file(path, NULL);
         const char *close_paren = stat ? strrchr(stat, ')') : NULL;
         int ppid = -1;
         if (close_paren) sscanf(close_paren + 2, "%*c %d", &ppid);
@@ -528,18 +502,18 @@ static void signal_on_one_rank_stops_every_rank(void) {
     char log[PATH_MAX];
     snprintf(log, sizeof log, "%s/runs/stop/log.csv", dir);
     pid_t r1 = -1;
-    for (double t0 = now(); now() - t0 < 120;) {
+    for (double t0 = bk_test_now(); bk_test_now() - t0 < 120;) {
         double v[8];
         int headers;
         if (log_column(log, 0, v, 8, &headers) >= 3 && (r1 = rank_pid(p.pid, 1)) > 0) break;
         if (waitpid(p.pid, NULL, WNOHANG) == p.pid) break;
-        sleep_ms(100);
+        bk_test_sleep_ms(100);
     }
     EXPECT(r1 > 0, "no rank 1 process under mpirun (pid %d) after 3 logged steps", (int)p.pid);
     if (r1 > 0) kill(r1, SIGINT);
     int st = finish(&p, 120);
     EXPECT(st >= 0, "the job did not stop after SIGINT to rank 1");
-    char *out = read_all(p.out);
+    char *out = bk_test_read_file(p.out, NULL);
     const char *at = out ? strstr(out, "interrupted at step ") : NULL;
     long step = at ? atol(at + strlen("interrupted at step ")) : -1;
     char last[PATH_MAX];

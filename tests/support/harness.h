@@ -29,6 +29,12 @@ typedef struct bk_test {
 int bk_test_main(int argc, char **argv, const bk_test *tests, int n);
 
 /* A new empty directory /tmp/bk_test_XXXXXX (malloc'd name); the case stops if it cannot be made. */
+/* Monotonic seconds. */
+double bk_test_now(void);
+/* Sleeps ms milliseconds (resumed after signals). */
+void bk_test_sleep_ms(int ms);
+/* The whole file, NUL-terminated (malloc'd); its length in *len if len. NULL if unreadable. */
+char *bk_test_read_file(const char *path, size_t *len);
 char *bk_test_tmpdir(void);
 /* Removes directory d and everything under it, and frees d (a bk_test_tmpdir name). */
 void bk_test_remove_tmpdir(char *d);
